@@ -1,0 +1,290 @@
+"""Typed configuration: a TOML file, overridden by command-line flags, secrets from the environment.
+
+Every value is checked once, here. A wrong one is reported with its dotted field name and where
+it came from (the file, a flag or a variable), e.g. ``config /etc/edge-agent/waste.toml: field
+'mqtt.port' must be an integer from 1 to 65535 (got 'abc')``. Unknown keys are errors too: a
+typo must not silently fall back to a default.
+
+Secrets (the MQTT password) are read at load time from ``$EDGE_AGENT_MQTT_PASSWORD``, from
+``mqtt.password_file``, or from systemd's ``$CREDENTIALS_DIRECTORY/mqtt_password``; never from a
+flag (``ps`` would show it) and never logged (:func:`render` masks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Final, Union
+
+from .errors import ConfigError
+
+PASSWORD_ENV: Final = "EDGE_AGENT_MQTT_PASSWORD"
+CREDENTIAL_NAME: Final = "mqtt_password"
+SINKS: Final = ("mqtt", "stdout")
+TASKS: Final = ("waste", "road", "voice", "custom")
+MASK: Final = "********"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    path: str | None = None  # default: the task's model in models/
+    labels: str | None = None  # labels.txt, for a model without a manifest
+    threads: int = 0  # 0 = one per CPU core
+    edgetpu: str | None = None  # "", "usb", "usb:N", "pci", "pci:N"; None = CPU
+    edgetpu_fallback: bool = False
+
+
+@dataclasses.dataclass
+class SourceConfig:
+    camera: str | None = None  # "0" or "/dev/video0"
+    source: str | None = None  # video file, image folder or rtsp/http URL
+    picamera: bool = False
+    loop: bool = False
+    width: int = 640
+    height: int = 480
+    fps: float = 0.0  # 0 = the camera's default
+
+
+@dataclasses.dataclass
+class PostprocessConfig:
+    threshold: float = 0.5
+    top_k: int = 3
+    smoothing: int = 1  # frames averaged
+    max_rate: float = 0.0  # messages per second, 0 = every confident frame
+    on_change: bool = False
+    hysteresis: float = 0.1
+
+
+@dataclasses.dataclass
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None  # from the environment, a file or systemd credentials; not a flag
+    password_file: str | None = None
+    client_id: str | None = None  # default edge-agent-{device_id}-{task}
+    topic_prefix: str = "edge-agent"
+    qos: int = 1
+    keepalive: int = 60
+    protocol: str = "3.1.1"  # or "5"
+    tls: bool = False
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    tls_insecure: bool = False
+
+
+@dataclasses.dataclass
+class Config:
+    task: str = "waste"
+    device_id: str = dataclasses.field(default_factory=lambda: _default_device_id())
+    sink: str = "mqtt"
+    log_level: str = "info"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
+
+    def where(self, field: str) -> str:
+        return self.origin.get(field, "default")
+
+
+SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig, "mqtt": MqttConfig}
+
+
+def _default_device_id() -> str:
+    name = socket.gethostname().split(".")[0] or "edge-agent"
+    return sanitize_id(name)
+
+
+def sanitize_id(name: str) -> str:
+    """MQTT topic levels and Home Assistant ids: keep letters, digits, '-' and '_'."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(value: Any, kind: Any, field: str, where: str) -> Any:
+    """Check (and for flags, convert from text) a value against a dataclass field's type."""
+    optional = False
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional, kind = True, args[0]
+    if value is None and optional:
+        return None
+    from_text = isinstance(value, str) and kind is not str
+    try:
+        if kind is bool:
+            if from_text:
+                lowered = value.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if from_text or isinstance(value, int):
+                return int(value)
+            raise ValueError
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            if from_text or isinstance(value, (int, float)):
+                return float(value)
+            raise ValueError
+        if kind is str:
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                return str(value)
+            raise ValueError
+    except ValueError:
+        name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+        raise ConfigError(f"{where}: field '{field}' must be {name} (got {value!r})") from None
+    raise ConfigError(f"{where}: field '{field}' has an unsupported type")
+
+
+def _set(config: Config, dotted: str, value: Any, where: str) -> None:
+    section, _, name = dotted.rpartition(".")
+    target: Any = getattr(config, section) if section else config
+    cls = type(target)
+    if name not in {f.name for f in dataclasses.fields(cls)} or name == "origin":
+        raise ConfigError(f"{where}: unknown field '{dotted}'")
+    setattr(target, name, _coerce(value, _field_type(cls, name), dotted, where))
+    config.origin[dotted] = where
+
+
+def load_file(config: Config, path: Path) -> None:
+    """Apply a TOML file. Unknown sections and keys are errors that name them."""
+    where = f"config {path}"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML ({e})") from None
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a [{key}] table")
+            for sub, subvalue in value.items():
+                _set(config, f"{key}.{sub}", subvalue, where)
+        else:
+            _set(config, key, value, where)
+
+
+def apply(config: Config, overrides: dict[str, Any], where: str) -> None:
+    """Apply values from flags (``{"mqtt.host": "..."}``)."""
+    for dotted, value in overrides.items():
+        _set(config, dotted, value, where)
+
+
+def _read_secret(path: Path, field: str, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{where}: field '{field}': cannot read {path} ({e.strerror})") from None
+
+
+def load_secrets(config: Config, environ: typing.Mapping[str, str]) -> None:
+    """Password precedence: environment, then password_file, then systemd credentials."""
+    if environ.get(PASSWORD_ENV):
+        config.mqtt.password = environ[PASSWORD_ENV]
+        config.origin["mqtt.password"] = f"${PASSWORD_ENV}"
+    elif config.mqtt.password_file:
+        config.mqtt.password = _read_secret(
+            Path(config.mqtt.password_file), "mqtt.password_file", config.where("mqtt.password_file")
+        )
+    elif environ.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+        if cred.exists():
+            config.mqtt.password = _read_secret(cred, "mqtt.password", "$CREDENTIALS_DIRECTORY")
+
+
+def _check(ok: bool, config: Config, field: str, must: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{config.where(field)}: field '{field}' must be {must} (got {value!r})")
+
+
+def validate(config: Config) -> None:
+    """Range and consistency checks, after file and flags are merged."""
+    c, m, p, s = config, config.mqtt, config.postprocess, config.source
+    _check(c.task in TASKS, c, "task", "one of " + ", ".join(TASKS), c.task)
+    _check(c.sink in SINKS, c, "sink", "one of " + ", ".join(SINKS), c.sink)
+    _check(bool(c.device_id) and sanitize_id(c.device_id) == c.device_id, c, "device_id",
+           "letters, digits, '-' or '_'", c.device_id)
+    _check(c.log_level.lower() in ("debug", "info", "warning", "error"), c, "log_level",
+           "debug, info, warning or error", c.log_level)
+    _check(1 <= m.port <= 65535, c, "mqtt.port", "an integer from 1 to 65535", m.port)
+    _check(m.qos in (0, 1, 2), c, "mqtt.qos", "0, 1 or 2", m.qos)
+    _check(5 <= m.keepalive <= 3600, c, "mqtt.keepalive", "from 5 to 3600 seconds", m.keepalive)
+    _check(m.protocol in ("3.1.1", "5"), c, "mqtt.protocol", "'3.1.1' or '5'", m.protocol)
+    _check(bool(m.topic_prefix) and not any(ch in m.topic_prefix for ch in "#+") and
+           not m.topic_prefix.endswith("/"), c, "mqtt.topic_prefix", "a topic without + # or trailing /",
+           m.topic_prefix)
+    for f in ("ca", "cert", "key"):
+        value = getattr(m, f)
+        _check(value is None or Path(value).is_file(), c, f"mqtt.{f}", "an existing file", value)
+    _check((m.cert is None) == (m.key is None), c, "mqtt.key", "given together with mqtt.cert", m.key)
+    _check(0.0 <= p.threshold <= 1.0, c, "postprocess.threshold", "from 0 to 1", p.threshold)
+    _check(1 <= p.top_k <= 100, c, "postprocess.top_k", "from 1 to 100", p.top_k)
+    _check(1 <= p.smoothing <= 1000, c, "postprocess.smoothing", "from 1 to 1000 frames", p.smoothing)
+    _check(0.0 <= p.max_rate <= 1000, c, "postprocess.max_rate", "from 0 to 1000 per second", p.max_rate)
+    _check(0.0 <= p.hysteresis <= 1.0, c, "postprocess.hysteresis", "from 0 to 1", p.hysteresis)
+    _check(0 <= config.model.threads <= 64, c, "model.threads", "from 0 (auto) to 64", config.model.threads)
+    _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
+           (s.width, s.height))
+    _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
+    inputs = (("source.camera", s.camera), ("source.source", s.source), ("source.picamera", s.picamera))
+    chosen = [n for n, v in inputs if v]
+    _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
+           "--source, --picamera)", chosen)
+
+
+def effective_threads(config: Config) -> int:
+    return config.model.threads or max(1, os.cpu_count() or 1)
+
+
+def as_dict(config: Config, mask: bool = True) -> dict[str, Any]:
+    data = dataclasses.asdict(config)
+    data.pop("origin")
+    if mask and data["mqtt"]["password"]:
+        data["mqtt"]["password"] = MASK
+    return data
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(config: Config) -> str:
+    """The effective config as TOML, secrets masked, unset optional values as comments."""
+    data = as_dict(config)
+    lines: list[str] = []
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            for key, value in values.items():
+                lines.append(f"# {key} = (unset)" if value is None else f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,56 @@
+"""The MQTT contract in one place: topic names and the prediction payload.
+
+Hubs and scripts depend on these names (README.md, "MQTT contract"); extend only additively.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Final
+
+from .postprocess import Prediction
+
+STATUS_ONLINE: Final = "online"
+STATUS_OFFLINE: Final = "offline"
+
+
+def status_topic(prefix: str, device_id: str) -> str:
+    return f"{prefix}/{device_id}/status"
+
+
+def prediction_topic(prefix: str, device_id: str, task: str) -> str:
+    return f"{prefix}/{device_id}/{task}/prediction"
+
+
+def iso_utc(ts: float) -> str:
+    """ISO 8601 UTC with milliseconds: 2026-11-23T20:15:03.123Z."""
+    dt = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def prediction_payload(
+    *,
+    task: str,
+    prediction: Prediction,
+    seq: int,
+    run: str,
+    frame_ts: float,
+    now: float,
+    latency_ms: float,
+    model_name: str,
+    model_sha256: str,
+    device_id: str,
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "label": prediction.label,
+        "score": prediction.score,
+        "top": [{"label": s.label, "score": s.score} for s in prediction.top],
+        "ts": iso_utc(now),
+        "frame_ts": iso_utc(frame_ts),
+        "seq": seq,
+        "run": run,
+        "latency_ms": round(latency_ms, 2),
+        "model": {"name": model_name, "sha256": model_sha256[:12]},
+        "device": device_id,
+    }

@@ -1,0 +1,1 @@
+"""Publishers: where predictions go. One small interface, picked from :data:`SINKS`."""

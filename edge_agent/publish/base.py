@@ -1,0 +1,21 @@
+"""The interface every publisher implements."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Publisher(Protocol):
+    """``publish`` never blocks inference; ``fatal`` is a one-line reason the publisher gave up
+    for good (bad credentials, untrusted broker certificate), else None."""
+
+    @property
+    def fatal(self) -> str | None: ...
+
+    def start(self) -> None: ...
+
+    def publish(self, task: str, payload: dict[str, Any]) -> None: ...
+
+    def flush(self, timeout: float) -> bool: ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,213 @@
+"""The composition root: config → model, source, publisher → a running pipeline.
+
+Data flows one way — source → preprocess → engine → postprocess → publisher — and this module
+only wires the stages and runs them in order: start the publisher (it connects in the
+background), open the source (a wrong camera fails here, before anything else), then loop;
+stop in reverse order, flushing what was accepted for publishing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from . import contract
+from . import manifest as manifest_mod
+from .config import Config, effective_threads
+from .engine import Engine
+from .errors import ConfigError, ExitCode, ModelError, PublishError
+from .manifest import ImageInput, Manifest
+from .postprocess import Prediction, PublishPolicy, Smoother, predict
+from .preprocess import image as image_pre
+from .publish.base import Publisher
+from .publish.mqtt import MqttPublisher
+from .publish.stdout import StdoutPublisher
+from .sources.base import Frame
+from .sources.factory import make_source
+from .sources.reader import FrameReader
+from .tasks import TASKS, default_model
+
+logger = logging.getLogger(__name__)
+
+FRAME_WAIT_S: Final = 0.5  # how long the loop waits for a frame before checking for stop
+END_FLUSH_S: Final = 10.0  # at the end of a file, wait this long for the broker's acks
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    engine: Engine
+    labels: tuple[str, ...]
+    spec: ImageInput
+    name: str
+    sha256: str
+    manifest: Manifest | None
+
+
+def resolve_model_path(config: Config) -> Path:
+    if config.model.path:
+        return Path(config.model.path)
+    path = default_model(config.task)
+    if path is None:
+        raise ConfigError(f"{config.where('task')}: task '{config.task}' needs a model: give --model FILE")
+    return path
+
+
+def load_model(config: Config) -> LoadedModel:
+    """Check the model and its manifest (or labels file), then build the interpreter once."""
+    path = resolve_model_path(config)
+    manifest_path = manifest_mod.manifest_path_for(path)
+    manifest: Manifest | None = None
+    if manifest_path.exists():
+        manifest = manifest_mod.load(manifest_path)
+    elif not config.model.labels:
+        raise ModelError(f"model {path}: no manifest {manifest_path.name} beside it; give --labels labels.txt")
+    labels = manifest_mod.read_labels(Path(config.model.labels)) if config.model.labels else ()
+    if manifest is not None and not labels:
+        labels = manifest.labels
+    if manifest is not None and manifest.kind != "image" and TASKS[config.task].kind == "image":
+        raise ModelError(f"model {path}: its manifest says it is an {manifest.kind} model, not an image model")
+    if manifest is None and not path.exists():
+        raise ModelError(f"model {path}: file not found")
+    engine = Engine.load(
+        path,
+        threads=effective_threads(config),
+        edgetpu=config.model.edgetpu,
+        edgetpu_fallback=config.model.edgetpu_fallback,
+        expected_sha256=manifest.sha256 if manifest else None,
+    )
+    if manifest is not None and manifest.input is not None:
+        spec = manifest.input
+        _, h, w, c = engine.input_shape
+        if (spec.height, spec.width, spec.channels) != (h, w, c):
+            raise ModelError(f"manifest {manifest_path}: input {spec.width}x{spec.height}x{spec.channels} does not "
+                             f"match the model's {w}x{h}x{c}")
+    else:
+        _, h, w, c = engine.input_shape
+        spec = ImageInput(width=w, height=h, channels=c, color_order="RGB" if c == 3 else "GRAY")
+    if engine.num_classes != len(labels):
+        raise ModelError(f"model {path}: {engine.num_classes} outputs but {len(labels)} labels")
+    sha = manifest.sha256 if manifest else manifest_mod.sha256_file(path)
+    name = manifest.name if manifest else path.stem
+    logger.info("model %s (%s, %s, %d threads, %s)", path, engine.backend.name, engine.delegate,
+                engine.threads, f"{spec.width}x{spec.height} {engine.input_dtype}")
+    return LoadedModel(engine, labels, spec, name, sha, manifest)
+
+
+def make_publisher(config: Config) -> Publisher:
+    if config.sink == "stdout":
+        return StdoutPublisher()
+    return MqttPublisher(config.mqtt, config.device_id, config.task)
+
+
+@dataclasses.dataclass
+class Stats:
+    frames: int = 0
+    published: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    last_label: str | None = None
+
+    def fps(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+class Pipeline:
+    """One model, one source, one publisher; :meth:`run` until the source ends or ``stop`` is set."""
+
+    def __init__(self, config: Config, model: LoadedModel, reader: FrameReader, publisher: Publisher) -> None:
+        self.config = config
+        self.model = model
+        self.reader = reader
+        self.publisher = publisher
+        self.smoother = Smoother(config.postprocess.smoothing)
+        pp = config.postprocess
+        self.policy = PublishPolicy(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis)
+        self._fill = image_pre.make_fill(model.engine.table_for(model.spec))
+        self.run_id = secrets.token_hex(4)
+        self.seq = 0
+        self.stats = Stats()
+        self.on_prediction: Callable[[Prediction, Frame], None] | None = None  # hook for tools
+
+    def infer(self, frame: Frame) -> np.ndarray:
+        """Resize into the model's size and colour order, then write through the table straight
+        into the interpreter's input tensor and invoke."""
+        small = image_pre.resize(frame.image, self.model.spec)
+        return self.model.engine.run(lambda view: self._fill(small, view))
+
+    def step(self, frame: Frame) -> dict[str, Any] | None:
+        scores = self.smoother.update(self.infer(frame))
+        prediction = predict(scores, self.model.labels, self.config.postprocess.top_k)
+        self.stats.frames += 1
+        self.stats.last_label = prediction.label
+        if self.on_prediction is not None:
+            self.on_prediction(prediction, frame)
+        now_mono = time.monotonic()
+        if not self.policy.decide(prediction, now_mono):
+            return None
+        payload = contract.prediction_payload(
+            task=self.config.task,
+            prediction=prediction,
+            seq=self.seq,
+            run=self.run_id,
+            frame_ts=frame.ts,
+            now=time.time(),
+            latency_ms=(now_mono - frame.mono) * 1000.0,
+            model_name=self.model.name,
+            model_sha256=self.model.sha256,
+            device_id=self.config.device_id,
+        )
+        self.publisher.publish(self.config.task, payload)
+        self.seq += 1
+        self.stats.published += 1
+        return payload
+
+    def run(self, stop: threading.Event, max_frames: int = 0) -> ExitCode:
+        while not stop.is_set():
+            if self.publisher.fatal:
+                raise PublishError(self.publisher.fatal)
+            frame = self.reader.get(timeout=FRAME_WAIT_S)
+            if frame is None:
+                if self.reader.ended:
+                    break
+                continue
+            self.step(frame)
+            if max_frames and self.stats.frames >= max_frames:
+                break
+        if self.reader.error:
+            logger.error("%s", self.reader.error)
+            return ExitCode.FAILURE
+        return ExitCode.OK
+
+
+def run(config: Config, stop: threading.Event, max_frames: int = 0) -> ExitCode:
+    """Build everything in order, run, and tear down in reverse order."""
+    if TASKS[config.task].kind == "audio":
+        raise ConfigError(f"{config.where('task')}: task '{config.task}' (audio) is not available in this version")
+    model = load_model(config)
+    reader = FrameReader(make_source(config))
+    reader.start()  # a wrong camera or file fails here, before we announce ourselves online
+    try:
+        publisher = make_publisher(config)
+        publisher.start()
+    except BaseException:
+        reader.stop()
+        raise
+    pipeline = Pipeline(config, model, reader, publisher)
+    try:
+        code = pipeline.run(stop, max_frames)
+    finally:
+        reader.stop()
+        if not publisher.flush(END_FLUSH_S if not stop.is_set() else 3.0):
+            logger.warning("stopping with predictions the broker has not acknowledged yet")
+        publisher.stop()
+    logger.info("done: %d frames, %d published, %.1f fps, %d dropped by the camera",
+                pipeline.stats.frames, pipeline.stats.published, pipeline.stats.fps(), reader.dropped)
+    return code

@@ -1,0 +1,90 @@
+"""OpenCV sources: a USB/V4L2 camera, a video file, or an RTSP/HTTP stream."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+
+from ..errors import SourceError
+from .base import SourceLost
+
+logger = logging.getLogger(__name__)
+
+CAMERA_BUFFER_FRAMES: Final = 1  # keep the driver's queue short: we want the newest frame
+
+
+def list_cameras() -> list[str]:
+    return sorted(glob.glob("/dev/video*"))
+
+
+def _camera_device(target: int | str) -> str | None:
+    if isinstance(target, int):
+        return f"/dev/video{target}"
+    return target if target.startswith("/dev/") else None
+
+
+class OpenCVSource:
+    """``target``: a camera index or ``/dev/videoN``, a video file, or a stream URL."""
+
+    def __init__(
+        self,
+        target: int | str,
+        live: bool,
+        loop: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+    ) -> None:
+        self.target = target
+        self.live = live
+        self.loop = loop
+        self.width, self.height, self.fps = width, height, fps
+        self.name = f"camera {target}" if isinstance(target, int) or str(target).startswith("/dev/") else str(target)
+        self._cap: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        device = _camera_device(self.target)
+        if device is not None and os.name == "posix" and not os.path.exists(device):
+            found = ", ".join(list_cameras()) or "none"
+            raise SourceError(f"{self.name}: {device} does not exist (cameras on this machine: {found})")
+        if not self.live and not Path(str(self.target)).exists():
+            raise SourceError(f"video {self.target}: file not found")
+        cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.name}: OpenCV cannot open it")
+        if device is not None or isinstance(self.target, int):
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, CAMERA_BUFFER_FRAMES)
+            if self.width and self.height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            if self.fps:
+                cap.set(cv2.CAP_PROP_FPS, self.fps)
+        self._cap = cap
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            raise SourceLost(f"{self.name}: not open")
+        ok, frame = self._cap.read()  # a new array each time: the consumer may still hold the last
+        if ok and frame is not None:
+            return frame
+        if self.live:
+            raise SourceLost(f"{self.name}: no frame (unplugged or stream dropped)")
+        if self.loop:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()
+            if ok:
+                return frame
+            raise SourceError(f"video {self.target}: cannot rewind")
+        return None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

@@ -1,0 +1,133 @@
+"""Runs a source in its own thread, so capture and decode overlap with inference.
+
+A live source (camera, stream) keeps only the newest frame: when inference is slower than the
+camera, older frames are dropped and counted rather than queued, so latency never builds up.
+A finite source (file, folder) hands over every frame through a short blocking queue.
+A live source that fails is closed and reopened with exponential backoff; the process lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Final
+
+from ..errors import SourceError
+from .base import Frame, Source, SourceLost
+
+logger = logging.getLogger(__name__)
+
+FILE_QUEUE_FRAMES: Final = 2  # enough to overlap decode with inference, no more
+BACKOFF_MIN_S: Final = 0.5
+BACKOFF_MAX_S: Final = 30.0
+
+
+class FrameReader:
+    def __init__(self, source: Source, backoff_max_s: float = BACKOFF_MAX_S) -> None:
+        self.source = source
+        self.backoff_max_s = backoff_max_s
+        self.dropped = 0  # live frames replaced before inference took them
+        self.reopens = 0
+        self.frames = 0
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=FILE_QUEUE_FRAMES)
+        self._latest: Frame | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        """A finite source has delivered its last frame and it has been taken."""
+        return self._ended.is_set() and self._queue.empty() and self._latest is None
+
+    def start(self) -> None:
+        """Open the source now, so a wrong camera or file is reported at start-up, then read on."""
+        self.source.open()
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.source.close()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame, or None when none came within ``timeout`` (or the source ended)."""
+        if self.source.live:
+            with self._cond:
+                if self._latest is None:
+                    self._cond.wait(timeout)
+                frame, self._latest = self._latest, None
+                return frame
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _deliver(self, frame: Frame) -> None:
+        if self.source.live:
+            with self._cond:
+                if self._latest is not None:
+                    self.dropped += 1
+                self._latest = frame
+                self._cond.notify()
+            return
+        while not self._stop.is_set():
+            try:
+                self._queue.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        index = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    image = self.source.read()
+                except SourceLost as e:
+                    if not self._reopen(str(e)):
+                        return
+                    continue
+                if image is None:
+                    return
+                now_wall, now_mono = time.time(), time.monotonic()
+                self._deliver(Frame(image, now_wall, now_mono, index))
+                index += 1
+                self.frames += 1
+        except SourceError as e:
+            self.error = str(e)
+            logger.error("%s", e)
+        except Exception:
+            self.error = f"{self.source.name}: unexpected error while reading"
+            logger.exception("%s", self.error)
+        finally:
+            self._ended.set()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _reopen(self, why: str) -> bool:
+        """Close and reopen a failed live source with backoff; False once we are told to stop."""
+        logger.warning("%s; reopening", why)
+        delay = BACKOFF_MIN_S
+        while not self._stop.is_set():
+            self.source.close()
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.open()
+            except SourceError as e:
+                delay = min(delay * 2, self.backoff_max_s)
+                logger.warning("%s; retrying in %.1f s", e, delay)
+                continue
+            self.reopens += 1
+            logger.info("%s reopened", self.source.name)
+            return True
+        return False

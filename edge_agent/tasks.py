@@ -1,0 +1,43 @@
+"""Built-in tasks: each names its default model in ``models/`` and its kind of input, so
+``edge-agent --task waste`` needs nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Final
+
+MODELS_ENV: Final = "EDGE_AGENT_MODELS"
+SYSTEM_MODELS: Final = Path("/usr/share/edge-agent/models")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str  # "image" or "audio"
+    model: str | None  # file name in the models folder; None: the user must give --model
+    description: str
+
+
+TASKS: Final = {
+    "waste": TaskSpec("waste", "image", "waste.tflite",
+                      "waste sorting: glass, paper, cardboard, plastic, metal, trash (TrashNet classes)"),
+    "road": TaskSpec("road", "image", "road.tflite", "road surface: normal, crack, pothole"),
+    "voice": TaskSpec("voice", "audio", "voice.tflite", "voice commands: yes, no, on, off, stop"),
+    "custom": TaskSpec("custom", "image", None, "any classifier made with edge-agent-convert (--model)"),
+}
+
+
+def models_dir() -> Path:
+    """``$EDGE_AGENT_MODELS``, else ``models/`` of the checkout the package runs from, else the
+    system folder a packaged install uses."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    return checkout if checkout.is_dir() else SYSTEM_MODELS
+
+
+def default_model(task: str) -> Path | None:
+    spec = TASKS[task]
+    return models_dir() / spec.model if spec.model else None

@@ -1,0 +1,170 @@
+"""Real parts for tests: a mosquitto broker on a free loopback port, a subscriber, tiny models,
+generated videos, and a way to run the agent as the user does (a subprocess)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A real mosquitto on 127.0.0.1, configured by the test (plain, password, TLS, ACL)."""
+
+    def __init__(self, workdir: Path, extra_conf: str = "", port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.extra_conf = extra_conf
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = workdir / f"mosquitto-{self.port}.conf"
+        self.log = workdir / f"mosquitto-{self.port}.log"
+
+    def write_conf(self) -> None:
+        conf = self.extra_conf or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        self.conf.write_text(conf + "persistence false\n")
+
+    def start(self) -> Broker:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.write_conf()
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([binary, "-c", str(self.conf), "-v"], stdout=log, stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.2):
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Subscriber:
+    """A real MQTT subscriber that records every message it receives."""
+
+    def __init__(self, broker: Broker, topic: str = "#", **auth: Any) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.topic = topic
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{free_port()}")
+        if auth.get("username"):
+            self.client.username_pw_set(auth["username"], auth.get("password"))
+        if auth.get("ca"):
+            self.client.tls_set(ca_certs=auth["ca"])
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.on_subscribe = lambda *a: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self._ready.wait(10), "subscriber did not subscribe"
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def payloads(self, suffix: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(m.payload) for m in self.messages if m.topic.endswith(suffix) and m.payload]
+
+    def texts(self, topic: str) -> list[str]:
+        with self._lock:
+            return [m.payload.decode() for m in self.messages if m.topic == topic]
+
+    def wait_for(self, suffix: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.payloads(suffix)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        return self.payloads(suffix)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (640, 480), fps: int = 10) -> Path:
+    """A real mp4 (OpenCV's mp4v encoder) whose frames cycle through flat colours."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    for i in range(frames):
+        frame = np.zeros((size[1], size[0], 3), np.uint8)
+        frame[:] = colours[(i // 5) % 3]
+        cv2.circle(frame, (size[0] // 2, size[1] // 2), 40 + i, (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_AGENT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_agent(args: Sequence[str], timeout: float = 120, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env or agent_env(), cwd=REPO)
+
+
+def start_agent(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "edge_agent", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env or agent_env(), cwd=REPO)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Exit code 2, no traceback, and an 'error:' line that mentions each needle."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+@contextlib.contextmanager
+def running(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
