@@ -4,11 +4,11 @@ errors into exit codes; a user's mistake is one line on stderr and exit code 2, 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ FLAG_FIELDS = {
     "model": "model.path", "labels": "model.labels", "threads": "model.threads", "edgetpu": "model.edgetpu",
     "edgetpu_fallback": "model.edgetpu_fallback",
     "camera": "source.camera", "source": "source.source", "picamera": "source.picamera", "loop": "source.loop",
+    "mic": "source.mic", "realtime": "source.realtime",
     "width": "source.width", "height": "source.height", "fps": "source.fps",
     "threshold": "postprocess.threshold", "top_k": "postprocess.top_k", "smoothing": "postprocess.smoothing",
     "max_rate": "postprocess.max_rate", "on_change": "postprocess.on_change",
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--camera", help="OpenCV camera index or device path (default 0)")
     g.add_argument("--source", help="video file, folder of images, or rtsp:// / http:// URL")
     g.add_argument("--picamera", action="store_const", const=True, help="Raspberry Pi camera via picamera2")
+    g.add_argument("--mic", help="microphone for the voice task: default, a device name or an index")
+    g.add_argument("--list-devices", action="store_true", default=False, help="list audio input devices and exit")
+    g.add_argument("--realtime", action="store_const", const=True,
+                   help="pace a video or WAV file at its own rate instead of as fast as possible")
     g.add_argument("--loop", action="store_const", const=True, help="replay a video file or folder forever")
     g.add_argument("--width", type=str, help="camera frame width (default 640)")
     g.add_argument("--height", type=str, help="camera frame height (default 480)")
@@ -117,18 +122,48 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr)
 
 
-def _install_signals(stop: threading.Event) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        logger.info("signal %d: stopping", signum)
-        stop.set()
+def _install_signals(controls: Any) -> None:
+    """SIGTERM/SIGINT stop gracefully; SIGHUP re-reads the config and model, keeping MQTT connected."""
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
+    def stop(signum: int, frame: Any) -> None:
+        logger.info("signal %d: stopping", signum)
+        controls.stop.set()
+
+    def reload(signum: int, frame: Any) -> None:
+        logger.info("SIGHUP: reloading the config")
+        controls.reload.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+
+
+def _notifier() -> Any:
+    """systemd's sd_notify when running under it (``$NOTIFY_SOCKET``), else nothing."""
+    try:
+        from .sdnotify import SystemdNotifier
+    except ImportError:  # pragma: no cover - sdnotify lands with the service issue
+        from .service import NullNotifier
+
+        return NullNotifier()
+    return SystemdNotifier.from_environment()
+
+
+# `edge-agent doctor ...`, `edge-agent install-service ...`: modules with main(argv) -> int
+SUBCOMMANDS = {"doctor": "edge_agent.doctor", "install-service": "edge_agent.install"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return int(module.main(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
+        if args.list_devices:
+            from .sources.microphone import print_devices  # sounddevice is imported only here
+
+            return int(print_devices())
         cfg = load_config(args)
         setup_logging(cfg.log_level)
         if args.print_config:
@@ -140,9 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             service.load_model(cfg)
             print("config OK")
             return ExitCode.OK
-        stop = threading.Event()
-        _install_signals(stop)
-        return int(service.run(cfg, stop, max_frames=args.max_frames))
+        controls = service.Controls(max_frames=args.max_frames, reload_config=lambda: load_config(args))
+        controls.notifier = _notifier()
+        _install_signals(controls)
+        return int(service.run(cfg, controls))
     except EdgeAgentError as e:
         print(f"edge-agent: error: {e}", file=sys.stderr)
         return int(e.exit_code)

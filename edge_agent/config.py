@@ -44,6 +44,8 @@ class SourceConfig:
     camera: str | None = None  # "0" or "/dev/video0"
     source: str | None = None  # video file, image folder or rtsp/http URL
     picamera: bool = False
+    mic: str | None = None  # sounddevice input: "default", a name or an index (voice task)
+    realtime: bool = False  # pace a WAV or video file at its own rate instead of as fast as possible
     loop: bool = False
     width: int = 640
     height: int = 480
@@ -249,10 +251,11 @@ def validate(config: Config) -> None:
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
            (s.width, s.height))
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
-    inputs = (("source.camera", s.camera), ("source.source", s.source), ("source.picamera", s.picamera))
+    inputs = (("source.camera", s.camera), ("source.source", s.source), ("source.picamera", s.picamera),
+              ("source.mic", s.mic))
     chosen = [n for n, v in inputs if v]
     _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
-           "--source, --picamera)", chosen)
+           "--source, --picamera, --mic)", chosen)
 
 
 def effective_threads(config: Config) -> int:

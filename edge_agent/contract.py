@@ -18,8 +18,12 @@ def status_topic(prefix: str, device_id: str) -> str:
     return f"{prefix}/{device_id}/status"
 
 
+def device_topic(prefix: str, device_id: str, subtopic: str) -> str:
+    return f"{prefix}/{device_id}/{subtopic}"
+
+
 def prediction_topic(prefix: str, device_id: str, task: str) -> str:
-    return f"{prefix}/{device_id}/{task}/prediction"
+    return device_topic(prefix, device_id, f"{task}/prediction")
 
 
 def iso_utc(ts: float) -> str:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from . import contract
 from . import manifest as manifest_mod
 from .config import Config, effective_threads
 from .engine import Engine
-from .errors import ConfigError, ExitCode, ModelError, PublishError
+from .errors import ConfigError, EdgeAgentError, ExitCode, ModelError, PublishError
 from .manifest import ImageInput, Manifest
 from .postprocess import Prediction, PublishPolicy, Smoother, predict
 from .preprocess import image as image_pre
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 FRAME_WAIT_S: Final = 0.5  # how long the loop waits for a frame before checking for stop
 END_FLUSH_S: Final = 10.0  # at the end of a file, wait this long for the broker's acks
+STATUS_EVERY_S: Final = 5.0  # how often the service manager's status line is refreshed
 
 
 @dataclasses.dataclass
@@ -107,6 +108,52 @@ def make_publisher(config: Config) -> Publisher:
     return MqttPublisher(config.mqtt, config.device_id, config.task)
 
 
+class Notifier(Protocol):
+    """Progress reports for a service manager (systemd's sd_notify); every method is cheap."""
+
+    def ready(self) -> None: ...
+
+    def watchdog(self) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def reloading(self) -> None: ...
+
+    def stopping(self) -> None: ...
+
+
+class NullNotifier:
+    def ready(self) -> None:
+        pass
+
+    def watchdog(self) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+    def reloading(self) -> None:
+        pass
+
+    def stopping(self) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Controls:
+    """How the outside world steers a running agent: stop, reload (SIGHUP), progress reports."""
+
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    reload: threading.Event = dataclasses.field(default_factory=threading.Event)
+    reload_config: Callable[[], Config] | None = None
+    notifier: Notifier = dataclasses.field(default_factory=NullNotifier)
+    max_frames: int = 0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop.is_set() or self.reload.is_set()
+
+
 @dataclasses.dataclass
 class Stats:
     frames: int = 0
@@ -120,21 +167,27 @@ class Stats:
 
 
 class Pipeline:
-    """One model, one source, one publisher; :meth:`run` until the source ends or ``stop`` is set."""
+    """One model, one source, one publisher; :meth:`run` until the source ends, or stop or
+    reload is asked for. :meth:`reconfigure` swaps model and settings, keeping seq and the
+    publisher (so a SIGHUP does not drop the MQTT session)."""
 
     def __init__(self, config: Config, model: LoadedModel, reader: FrameReader, publisher: Publisher) -> None:
-        self.config = config
-        self.model = model
-        self.reader = reader
         self.publisher = publisher
-        self.smoother = Smoother(config.postprocess.smoothing)
-        pp = config.postprocess
-        self.policy = PublishPolicy(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis)
-        self._fill = image_pre.make_fill(model.engine.table_for(model.spec))
         self.run_id = secrets.token_hex(4)
         self.seq = 0
         self.stats = Stats()
         self.on_prediction: Callable[[Prediction, Frame], None] | None = None  # hook for tools
+        self.reconfigure(config, model, reader)
+
+    def reconfigure(self, config: Config, model: LoadedModel, reader: FrameReader) -> None:
+        self.config = config
+        self.model = model
+        self.reader = reader
+        pp = config.postprocess
+        self.smoother = Smoother(pp.smoothing)
+        self.policy = PublishPolicy(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis)
+        self.subtopic = f"{config.task}/prediction"
+        self._fill = image_pre.make_fill(model.engine.table_for(model.spec))
 
     def infer(self, frame: Frame) -> np.ndarray:
         """Resize into the model's size and colour order, then write through the table straight
@@ -164,22 +217,31 @@ class Pipeline:
             model_sha256=self.model.sha256,
             device_id=self.config.device_id,
         )
-        self.publisher.publish(self.config.task, payload)
+        self.publisher.publish(self.subtopic, payload)
         self.seq += 1
         self.stats.published += 1
         return payload
 
-    def run(self, stop: threading.Event, max_frames: int = 0) -> ExitCode:
-        while not stop.is_set():
+    def run(self, controls: Controls) -> ExitCode:
+        notifier = controls.notifier
+        next_status = 0.0
+        while not controls.interrupted:
             if self.publisher.fatal:
                 raise PublishError(self.publisher.fatal)
             frame = self.reader.get(timeout=FRAME_WAIT_S)
             if frame is None:
                 if self.reader.ended:
                     break
-                continue
+                continue  # no frame, no watchdog ping: a stuck camera gets us restarted
             self.step(frame)
-            if max_frames and self.stats.frames >= max_frames:
+            if self.stats.frames == 1:
+                notifier.ready()
+            notifier.watchdog()
+            now = time.monotonic()
+            if now >= next_status:
+                notifier.status(f"{self.stats.fps():.1f} fps, last label {self.stats.last_label}")
+                next_status = now + STATUS_EVERY_S
+            if controls.max_frames and self.stats.frames >= controls.max_frames:
                 break
         if self.reader.error:
             logger.error("%s", self.reader.error)
@@ -187,8 +249,35 @@ class Pipeline:
         return ExitCode.OK
 
 
-def run(config: Config, stop: threading.Event, max_frames: int = 0) -> ExitCode:
+def _reload(pipeline: Pipeline, controls: Controls) -> None:
+    """SIGHUP: read the config again and swap model and settings; on any error keep running as before."""
+    controls.reload.clear()
+    controls.notifier.reloading()
+    if controls.reload_config is None:
+        return
+    old = pipeline.config
+    try:
+        new = controls.reload_config()
+        model = load_model(new)
+        reader = pipeline.reader
+        if new.source != old.source:
+            reader = FrameReader(make_source(new))
+            reader.start()
+            pipeline.reader.stop()
+    except EdgeAgentError as e:
+        logger.error("reload failed, still running the previous config: %s", e)
+        controls.notifier.ready()
+        return
+    if new.mqtt != old.mqtt or new.sink != old.sink or new.device_id != old.device_id:
+        logger.warning("reload: MQTT and sink settings take effect at the next restart")
+    pipeline.reconfigure(new, model, reader)
+    logger.info("reloaded config: model %s, threshold %s", model.name, new.postprocess.threshold)
+    controls.notifier.ready()
+
+
+def run(config: Config, controls: Controls | None = None) -> ExitCode:
     """Build everything in order, run, and tear down in reverse order."""
+    controls = controls or Controls()
     if TASKS[config.task].kind == "audio":
         raise ConfigError(f"{config.where('task')}: task '{config.task}' (audio) is not available in this version")
     model = load_model(config)
@@ -202,12 +291,18 @@ def run(config: Config, stop: threading.Event, max_frames: int = 0) -> ExitCode:
         raise
     pipeline = Pipeline(config, model, reader, publisher)
     try:
-        code = pipeline.run(stop, max_frames)
+        while True:
+            code = pipeline.run(controls)
+            if controls.reload.is_set() and not controls.stop.is_set():
+                _reload(pipeline, controls)
+                continue
+            break
     finally:
-        reader.stop()
-        if not publisher.flush(END_FLUSH_S if not stop.is_set() else 3.0):
+        controls.notifier.stopping()
+        pipeline.reader.stop()
+        if not publisher.flush(END_FLUSH_S if not controls.stop.is_set() else 3.0):
             logger.warning("stopping with predictions the broker has not acknowledged yet")
         publisher.stop()
     logger.info("done: %d frames, %d published, %.1f fps, %d dropped by the camera",
-                pipeline.stats.frames, pipeline.stats.published, pipeline.stats.fps(), reader.dropped)
+                pipeline.stats.frames, pipeline.stats.published, pipeline.stats.fps(), pipeline.reader.dropped)
     return code

@@ -14,7 +14,8 @@ class Publisher(Protocol):
 
     def start(self) -> None: ...
 
-    def publish(self, task: str, payload: dict[str, Any]) -> None: ...
+    def publish(self, subtopic: str, payload: dict[str, Any]) -> None:
+        """``subtopic`` is below ``{prefix}/{device_id}/``, e.g. ``waste/prediction``."""
 
     def flush(self, timeout: float) -> bool: ...
 

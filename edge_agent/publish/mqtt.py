@@ -107,8 +107,8 @@ class MqttPublisher:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
-    def publish(self, task: str, payload: dict[str, Any]) -> None:
-        topic = contract.prediction_topic(self.cfg.topic_prefix, self.device_id, task)
+    def publish(self, subtopic: str, payload: dict[str, Any]) -> None:
+        topic = contract.device_topic(self.cfg.topic_prefix, self.device_id, subtopic)
         self.publish_raw(topic, json.dumps(payload, separators=(",", ":")), self.cfg.qos, retain=False)
 
     def publish_raw(self, topic: str, data: str | bytes, qos: int, retain: bool) -> None:

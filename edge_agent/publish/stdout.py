@@ -18,7 +18,7 @@ class StdoutPublisher:
     def start(self) -> None:
         pass
 
-    def publish(self, task: str, payload: dict[str, Any]) -> None:
+    def publish(self, subtopic: str, payload: dict[str, Any]) -> None:
         self._stream.write(json.dumps(payload, separators=(",", ":")) + "\n")
         self._stream.flush()
 
