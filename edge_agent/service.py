@@ -278,8 +278,10 @@ def _reload(pipeline: Pipeline, controls: Controls) -> None:
 def run(config: Config, controls: Controls | None = None) -> ExitCode:
     """Build everything in order, run, and tear down in reverse order."""
     controls = controls or Controls()
-    if TASKS[config.task].kind == "audio":
-        raise ConfigError(f"{config.where('task')}: task '{config.task}' (audio) is not available in this version")
+    if TASKS[config.task].kind == "audio" or config.source.mic is not None:
+        from .voice.service import run_audio  # the audio path: its own front end and recognizer
+
+        return run_audio(config, controls)
     model = load_model(config)
     reader = FrameReader(make_source(config))
     reader.start()  # a wrong camera or file fails here, before we announce ourselves online
