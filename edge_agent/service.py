@@ -108,6 +108,19 @@ def make_publisher(config: Config) -> Publisher:
     return MqttPublisher(config.mqtt, config.device_id, config.task)
 
 
+class ImageInference:
+    """Frame → scores: resize into the model's size and colour order, write through the lookup
+    table straight into the interpreter's input tensor, invoke, dequantize."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self._fill = image_pre.make_fill(model.engine.table_for(model.spec))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        small = image_pre.resize(image, self.model.spec)
+        return self.model.engine.run(lambda view: self._fill(small, view))
+
+
 class Notifier(Protocol):
     """Progress reports for a service manager (systemd's sd_notify); every method is cheap."""
 
@@ -187,13 +200,10 @@ class Pipeline:
         self.smoother = Smoother(pp.smoothing)
         self.policy = PublishPolicy(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis)
         self.subtopic = f"{config.task}/prediction"
-        self._fill = image_pre.make_fill(model.engine.table_for(model.spec))
+        self._inference = ImageInference(model)
 
     def infer(self, frame: Frame) -> np.ndarray:
-        """Resize into the model's size and colour order, then write through the table straight
-        into the interpreter's input tensor and invoke."""
-        small = image_pre.resize(frame.image, self.model.spec)
-        return self.model.engine.run(lambda view: self._fill(small, view))
+        return self._inference(frame.image)
 
     def step(self, frame: Frame) -> dict[str, Any] | None:
         scores = self.smoother.update(self.infer(frame))

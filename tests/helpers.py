@@ -44,7 +44,9 @@ class Broker:
 
     def write_conf(self) -> None:
         conf = self.extra_conf or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-        self.conf.write_text(conf + "persistence false\n")
+        # as root, mosquitto drops to user 'mosquitto', who cannot read the test's private files
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(conf + user + "persistence false\n")
 
     def start(self) -> Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -168,3 +170,33 @@ def running(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
+
+
+def make_ca(d: Path, name: str = "ca") -> tuple[Path, Path]:
+    """A throwaway certificate authority made with openssl: (cert, key)."""
+    key, cert = d / f"{name}.key", d / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN=edge-agent test {name}"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def make_cert(d: Path, ca: tuple[Path, Path], name: str, san: str = "IP:127.0.0.1") -> tuple[Path, Path]:
+    """A certificate signed by ``ca`` for ``san``: (cert, key)."""
+    key, csr, cert, ext = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.crt", d / f"{name}.ext"
+    ext.write_text(f"subjectAltName={san}\n")
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                    "-subj", f"/CN={name}"], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+                    "-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(ext)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def make_password_file(d: Path, users: dict[str, str]) -> Path:
+    path = d / "passwords"
+    path.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    path.chmod(0o600)
+    subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-U", str(path)],
+                   check=True, capture_output=True)
+    return path

@@ -1,0 +1,91 @@
+"""A broker with a password file and a TLS listener (a CA made with openssl in the test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    Broker,
+    Subscriber,
+    agent_env,
+    assert_one_line_error,
+    free_port,
+    make_ca,
+    make_cert,
+    make_password_file,
+    run_agent,
+)
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, broker_factory: Callable[..., Broker]) -> tuple[Broker, Path]:
+    ca = make_ca(tmp_path)
+    server = make_cert(tmp_path, ca, "server")
+    passwords = make_password_file(tmp_path, {"pi": "right-pw", "hub": "hub-pw"})
+    port = free_port()
+    conf = (
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
+        f"cafile {ca[0]}\ncertfile {server[0]}\nkeyfile {server[1]}\n"
+    )
+    return broker_factory(conf, port=port), ca[0]
+
+
+def _args(int8_model: Path, video: Path, broker: Broker, ca: Path, *extra: str) -> list[str]:
+    return ["--task", "custom", "--model", str(int8_model), "--source", str(video), "--threshold", "0",
+            "--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--device-id", "secure1",
+            "--mqtt-username", "pi", "--tls", "--ca", str(ca), *extra]
+
+
+def test_right_credentials_over_tls_deliver(int8_model: Path, video: Path,
+                                            secure_broker: tuple[Broker, Path]) -> None:
+    broker, ca = secure_broker
+    sub = Subscriber(broker, "edge-agent/#", username="hub", password="hub-pw", ca=str(ca))
+    result = run_agent(_args(int8_model, video, broker, ca), env=agent_env(EDGE_AGENT_MQTT_PASSWORD="right-pw"))
+    assert result.returncode == 0, result.stderr
+    got = sub.wait_for("/custom/prediction", 30)
+    sub.close()
+    assert [p["seq"] for p in got] == list(range(30))
+    assert "right-pw" not in result.stderr
+
+
+def test_password_from_a_file(int8_model: Path, video: Path, secure_broker: tuple[Broker, Path],
+                              tmp_path: Path) -> None:
+    broker, ca = secure_broker
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("right-pw\n")
+    result = run_agent(_args(int8_model, video, broker, ca, "--mqtt-password-file", str(secret), "--max-frames", "3"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_password_from_systemd_credentials(int8_model: Path, video: Path, secure_broker: tuple[Broker, Path],
+                                           tmp_path: Path) -> None:
+    broker, ca = secure_broker
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt_password").write_text("right-pw")
+    result = run_agent(_args(int8_model, video, broker, ca, "--max-frames", "3"),
+                       env=agent_env(CREDENTIALS_DIRECTORY=str(creds)))
+    assert result.returncode == 0, result.stderr
+
+
+def test_wrong_password_is_one_line(int8_model: Path, video: Path, secure_broker: tuple[Broker, Path]) -> None:
+    broker, ca = secure_broker
+    result = run_agent(_args(int8_model, video, broker, ca, "--loop"),
+                       env=agent_env(EDGE_AGENT_MQTT_PASSWORD="wrong-pw"), timeout=60)
+    line = assert_one_line_error(result, "refused the connection")
+    assert "wrong-pw" not in result.stderr
+    assert "Not authorized" in line or "user name or password" in line
+
+
+def test_wrong_ca_is_one_line(int8_model: Path, video: Path, secure_broker: tuple[Broker, Path],
+                              tmp_path: Path) -> None:
+    broker, _ = secure_broker
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other_ca, _ = make_ca(other_dir, "other-ca")
+    result = run_agent(_args(int8_model, video, broker, other_ca, "--loop"),
+                       env=agent_env(EDGE_AGENT_MQTT_PASSWORD="right-pw"), timeout=60)
+    assert_one_line_error(result, "TLS certificate not trusted", "mqtt.ca")
