@@ -33,7 +33,7 @@ FLAG_FIELDS = {
     "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "mqtt_username": "mqtt.username",
     "mqtt_password_file": "mqtt.password_file", "client_id": "mqtt.client_id", "topic_prefix": "mqtt.topic_prefix",
     "qos": "mqtt.qos", "mqtt_protocol": "mqtt.protocol", "tls": "mqtt.tls", "ca": "mqtt.ca", "cert": "mqtt.cert",
-    "key": "mqtt.key", "tls_insecure": "mqtt.tls_insecure",
+    "key": "mqtt.key", "tls_insecure": "mqtt.tls_insecure", "spool": "spool.path",
 }
 
 
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--key", help="client key file")
     g.add_argument("--tls-insecure", action="store_const", const=True,
                    help="do not check the broker's host name against its certificate")
+    g.add_argument("--spool", help="SQLite file keeping predictions until the broker acknowledges them "
+                   "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)")
     return p
 
 

@@ -82,6 +82,13 @@ class MqttConfig:
 
 
 @dataclasses.dataclass
+class SpoolConfig:
+    path: str | None = None  # default: $STATE_DIRECTORY, else ~/.local/state/edge-agent
+    max_messages: int = 100_000
+    max_age_s: float = 7 * 24 * 3600.0
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "waste"
     device_id: str = dataclasses.field(default_factory=lambda: _default_device_id())
@@ -91,13 +98,15 @@ class Config:
     source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
     origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
 
     def where(self, field: str) -> str:
         return self.origin.get(field, "default")
 
 
-SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig, "mqtt": MqttConfig}
+SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig,
+                   "mqtt": MqttConfig, "spool": SpoolConfig}
 
 
 def _default_device_id() -> str:
@@ -251,11 +260,29 @@ def validate(config: Config) -> None:
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
            (s.width, s.height))
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
+    _check(1 <= c.spool.max_messages <= 10_000_000, c, "spool.max_messages", "from 1 to 10000000",
+           c.spool.max_messages)
+    _check(c.spool.max_age_s > 0, c, "spool.max_age_s", "more than 0 seconds", c.spool.max_age_s)
     inputs = (("source.camera", s.camera), ("source.source", s.source), ("source.picamera", s.picamera),
               ("source.mic", s.mic))
     chosen = [n for n, v in inputs if v]
     _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
            "--source, --picamera, --mic)", chosen)
+
+
+def state_dir(environ: typing.Mapping[str, str] | None = None) -> Path:
+    """systemd's ``$STATE_DIRECTORY`` (StateDirectory=), else the XDG state folder."""
+    env = os.environ if environ is None else environ
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
+    return base / "edge-agent"
+
+
+def spool_path(config: Config) -> Path:
+    if config.spool.path:
+        return Path(config.spool.path)
+    return state_dir() / f"spool-{config.device_id}-{config.task}.sqlite"
 
 
 def effective_threads(config: Config) -> int:

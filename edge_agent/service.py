@@ -21,7 +21,7 @@ import numpy as np
 
 from . import contract
 from . import manifest as manifest_mod
-from .config import Config, effective_threads
+from .config import Config, effective_threads, spool_path
 from .engine import Engine
 from .errors import ConfigError, EdgeAgentError, ExitCode, ModelError, PublishError
 from .manifest import ImageInput, Manifest
@@ -29,6 +29,7 @@ from .postprocess import Prediction, PublishPolicy, Smoother, predict
 from .preprocess import image as image_pre
 from .publish.base import Publisher
 from .publish.mqtt import MqttPublisher
+from .publish.spool import open_spool
 from .publish.stdout import StdoutPublisher
 from .sources.base import Frame
 from .sources.factory import make_source
@@ -105,7 +106,8 @@ def load_model(config: Config) -> LoadedModel:
 def make_publisher(config: Config) -> Publisher:
     if config.sink == "stdout":
         return StdoutPublisher()
-    return MqttPublisher(config.mqtt, config.device_id, config.task)
+    spool = open_spool(spool_path(config), config.spool.max_messages, config.spool.max_age_s)
+    return MqttPublisher(config.mqtt, config.device_id, config.task, spool)
 
 
 class ImageInference:

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -134,8 +135,11 @@ def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (640, 480),
 
 
 def agent_env(**extra: str) -> dict[str, str]:
+    """The environment of an agent subprocess: nothing of ours inherited, and a fresh state
+    folder (spool) so one test's unsent predictions never leak into another's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_AGENT_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["STATE_DIRECTORY"] = tempfile.mkdtemp(prefix="edge-agent-state-")
     env.update(extra)
     return env
 
