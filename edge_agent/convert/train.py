@@ -1,0 +1,223 @@
+"""Image folder → trained Keras MobileNet (``.keras``) + labels + a training record.
+
+Images are decoded, resized and normalised by the agent's preprocessing module once, up front
+(small data sets fit in memory, and a 2-core Pi-class build box should not re-decode PNGs every
+epoch). Augmentation — horizontal flip, small rotation, brightness, random crop (zoom-in) —
+runs on those normalised tensors in the input pipeline only, so the saved model has no
+augmentation layers to confuse the converter.
+
+The record ``<stem>.train.json`` keeps labels, architecture, seed, split fractions and the
+normalisation, so ``quantize`` later calibrates on the same training images and measures the
+same held-out test images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..manifest import ImageInput
+from . import _tf, build, data, report, source
+
+
+@dataclasses.dataclass
+class Options:
+    data: Path
+    out: Path
+    arch: str = "mobilenet_v1"
+    alpha: float = 0.25
+    resolution: int = 96
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    val_split: float = 0.15
+    test_split: float = 0.15
+    weights: Path | None = None
+    freeze_base: bool = False
+    augment: bool = True
+    class_weights: bool = True
+    dropout: float = 0.2
+    patience: int = 0  # 0 = no early stopping; the best val-accuracy epoch is kept either way
+    command: str = ""
+
+
+def augmenter(keras: Any, seed: int) -> Any:
+    """Flip, rotation (±18°), brightness (±20 %), random crop of up to 20 % (zoom in)."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom((-0.2, 0.0), fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomBrightness(0.2, value_range=(-1.0, 1.0), seed=seed + 3),
+        ],
+        name="augment",
+    )
+
+
+def progress_callback(keras: Any, epochs: int, stream: TextIO) -> Any:
+    """One line per epoch on stderr (stdout stays clean for ``--json``)."""
+
+    class Progress(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.t0 = time.monotonic()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if stream.isatty():
+                stream.write(f"\r  batch {batch + 1}  loss {float((logs or {}).get('loss', 0)):.3f}")
+                stream.flush()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = logs or {}
+            if stream.isatty():
+                stream.write("\r")
+            stream.write(
+                f"epoch {epoch + 1:>3}/{epochs}  loss {logs.get('loss', 0):.3f}  acc {logs.get('accuracy', 0):.3f}  "
+                f"val_loss {logs.get('val_loss', float('nan')):.3f}  "
+                f"val_acc {logs.get('val_accuracy', float('nan')):.3f}  "
+                f"{time.monotonic() - self.t0:.1f}s\n"
+            )
+            stream.flush()
+
+    return Progress()
+
+
+def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
+    if o.out.suffix != ".keras":
+        raise ConfigError(f"--out {o.out}: the trained model is saved as a .keras file")
+    if o.epochs < 1 or o.batch_size < 1:
+        raise ConfigError("--epochs and --batch-size must be at least 1")
+    arch = build.canonical_arch(o.arch)
+    build.check_shape(o.alpha, o.resolution)
+    ds = data.scan(o.data)
+    parts = data.split(ds, o.seed, o.val_split, o.test_split)
+    spec = ImageInput(o.resolution, o.resolution)
+    counts = dict(zip(ds.labels, ds.counts(), strict=True))
+    stream.write(f"{o.data}: {len(ds.samples)} images, {len(ds.labels)} classes {counts}; split {parts.sizes()}\n")
+    x_train = data.normalize(data.load_images([s.path for s in parts.train], spec), spec)
+    x_val = data.normalize(data.load_images([s.path for s in parts.val], spec), spec)
+    x_test = data.normalize(data.load_images([s.path for s in parts.test], spec), spec)
+    y_train = np.asarray([s.label for s in parts.train], np.int64)
+    y_val = np.asarray([s.label for s in parts.val], np.int64)
+    y_test = np.asarray([s.label for s in parts.test], np.int64)
+
+    tf = _tf.tf()
+    keras = _tf.keras()
+    keras.utils.set_random_seed(o.seed)
+    model = build.build(arch, o.alpha, o.resolution, len(ds.labels), weights=o.weights,
+                        freeze_base=o.freeze_base, dropout=o.dropout)
+    model.compile(
+        optimizer=keras.optimizers.Adam(o.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_ds = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(
+        len(x_train), seed=o.seed, reshuffle_each_iteration=True
+    ).batch(o.batch_size)
+    if o.augment:
+        aug = augmenter(keras, o.seed)
+        train_ds = train_ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=1)
+    train_ds = train_ds.prefetch(2)
+    has_val = len(x_val) > 0
+    monitor = "val_accuracy" if has_val else "accuracy"
+    callbacks = [progress_callback(keras, o.epochs, stream)]
+    best = BestWeights(monitor)
+    callbacks.append(best.callback(keras))
+    if o.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=o.patience))
+    weights = data.class_weights(y_train, len(ds.labels)) if o.class_weights else None
+    t0 = time.monotonic()
+    model.fit(
+        train_ds,
+        epochs=o.epochs,
+        validation_data=(x_val, y_val) if has_val else None,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
+    )
+    seconds = time.monotonic() - t0
+    best.restore(model)
+    o.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(o.out)
+    o.out.with_suffix(".labels.txt").write_text("\n".join(ds.labels) + "\n", encoding="utf-8")
+
+    test_pred = np.argmax(model.predict(x_test, verbose=0), axis=1) if len(x_test) else np.zeros(0, np.int64)
+    test_metrics = report.metrics(y_test, test_pred, ds.labels)
+    record = {
+        "tool": "edge-agent-convert train",
+        "created": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "command": o.command,
+        "data": str(o.data),
+        "labels": list(ds.labels),
+        "class_counts": counts,
+        "arch": arch,
+        "alpha": o.alpha,
+        "resolution": o.resolution,
+        "weights": str(o.weights) if o.weights else None,
+        "freeze_base": o.freeze_base,
+        "seed": o.seed,
+        "val_split": o.val_split,
+        "test_split": o.test_split,
+        "split_sizes": parts.sizes(),
+        "epochs": o.epochs,
+        "best_epoch": best.epoch + 1,
+        "batch_size": o.batch_size,
+        "learning_rate": o.learning_rate,
+        "augment": o.augment,
+        "class_weights": weights,
+        "input": spec.to_json(),
+        "params": int(model.count_params()),
+        "train_seconds": round(seconds, 1),
+        "best_" + monitor: best.value,
+        "keras_test": test_metrics,
+    }
+    source.sidecar_path(o.out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record["model_file"] = str(o.out)
+    record["record_file"] = str(source.sidecar_path(o.out))
+    return record
+
+
+class BestWeights:
+    """Keep the weights of the epoch with the best monitored accuracy (ties: the later epoch)."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.value = -1.0
+        self.epoch = 0
+        self.weights: list[Any] | None = None
+
+    def callback(self, keras: Any) -> Any:
+        outer = self
+
+        class Keep(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                value = float((logs or {}).get(outer.monitor, 0.0))
+                if value >= outer.value:
+                    outer.value, outer.epoch = value, epoch
+                    outer.weights = self.model.get_weights()
+
+        return Keep()
+
+    def restore(self, model: Any) -> None:
+        if self.weights is not None:
+            model.set_weights(self.weights)
+
+
+def format_text(record: dict[str, Any]) -> str:
+    t = record["keras_test"]
+    top1 = "n/a" if t["top1"] is None else f"{100 * t['top1']:.1f} %"
+    return (
+        f"wrote {record['model_file']} ({record['arch']} alpha {record['alpha']:g} at {record['resolution']} px, "
+        f"{record['params']:,} params, best epoch {record['best_epoch']}), {record['record_file']}\n"
+        f"  Keras test top-1 {top1} on {t['n']} held-out images; "
+        f"next: edge-agent-convert quantize {record['model_file']}"
+    )
