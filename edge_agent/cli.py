@@ -34,6 +34,8 @@ FLAG_FIELDS = {
     "mqtt_password_file": "mqtt.password_file", "client_id": "mqtt.client_id", "topic_prefix": "mqtt.topic_prefix",
     "qos": "mqtt.qos", "mqtt_protocol": "mqtt.protocol", "tls": "mqtt.tls", "ca": "mqtt.ca", "cert": "mqtt.cert",
     "key": "mqtt.key", "tls_insecure": "mqtt.tls_insecure", "spool": "spool.path",
+    "discovery": "homeassistant.discovery", "discovery_prefix": "homeassistant.prefix",
+    "remote_control": "control.enabled", "metrics_interval": "metrics_interval_s",
 }
 
 
@@ -98,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--key", help="client key file")
     g.add_argument("--tls-insecure", action="store_const", const=True,
                    help="do not check the broker's host name against its certificate")
+    g = p.add_argument_group("home hub")
+    g.add_argument("--no-discovery", dest="discovery", action="store_const", const=False,
+                   help="no Home Assistant discovery (and clear this task's discovered entities)")
+    g.add_argument("--discovery-prefix", help="Home Assistant discovery prefix (default homeassistant)")
+    g.add_argument("--remote-control", action="store_const", const=True,
+                   help="accept settings on {prefix}/{device_id}/{task}/set")
+    g.add_argument("--metrics-interval", type=str, help="seconds between metrics messages (default 30, 0: off)")
     g.add_argument("--spool", help="SQLite file keeping predictions until the broker acknowledges them "
                    "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)")
     return p

@@ -89,16 +89,30 @@ class SpoolConfig:
 
 
 @dataclasses.dataclass
+class HomeAssistantConfig:
+    discovery: bool = True
+    prefix: str = "homeassistant"
+
+
+@dataclasses.dataclass
+class ControlConfig:
+    enabled: bool = False  # accept {prefix}/{device_id}/{task}/set
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "waste"
     device_id: str = dataclasses.field(default_factory=lambda: _default_device_id())
     sink: str = "mqtt"
     log_level: str = "info"
+    metrics_interval_s: float = 30.0  # 0 = no metrics messages
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
+    homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
+    control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
     origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
 
     def where(self, field: str) -> str:
@@ -106,7 +120,8 @@ class Config:
 
 
 SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig,
-                   "mqtt": MqttConfig, "spool": SpoolConfig}
+                   "mqtt": MqttConfig, "spool": SpoolConfig, "homeassistant": HomeAssistantConfig,
+                   "control": ControlConfig}
 
 
 def _default_device_id() -> str:
@@ -262,6 +277,11 @@ def validate(config: Config) -> None:
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
     _check(1 <= c.spool.max_messages <= 10_000_000, c, "spool.max_messages", "from 1 to 10000000",
            c.spool.max_messages)
+    _check(c.metrics_interval_s == 0 or 1 <= c.metrics_interval_s <= 86400, c, "metrics_interval_s",
+           "0 (off) or from 1 to 86400 seconds", c.metrics_interval_s)
+    ha = c.homeassistant.prefix
+    _check(bool(ha) and not any(ch in ha for ch in "#+") and not ha.endswith("/"), c, "homeassistant.prefix",
+           "a topic without + # or trailing /", ha)
     _check(c.spool.max_age_s > 0, c, "spool.max_age_s", "more than 0 seconds", c.spool.max_age_s)
     inputs = (("source.camera", s.camera), ("source.source", s.source), ("source.picamera", s.picamera),
               ("source.mic", s.mic))

@@ -8,8 +8,10 @@ stop in reverse order, flushing what was accepted for publishing.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
+import queue
 import secrets
 import threading
 import time
@@ -19,11 +21,12 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from . import contract
+from . import __version__, contract
 from . import manifest as manifest_mod
 from .config import Config, effective_threads, spool_path
 from .engine import Engine
 from .errors import ConfigError, EdgeAgentError, ExitCode, ModelError, PublishError
+from .hub import Command, Hub, percentile
 from .manifest import ImageInput, Manifest
 from .postprocess import Prediction, PublishPolicy, Smoother, predict
 from .preprocess import image as image_pre
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 FRAME_WAIT_S: Final = 0.5  # how long the loop waits for a frame before checking for stop
 END_FLUSH_S: Final = 10.0  # at the end of a file, wait this long for the broker's acks
+LATENCY_WINDOW: Final = 512  # recent capture → publish latencies kept for the metrics percentiles
 STATUS_EVERY_S: Final = 5.0  # how often the service manager's status line is refreshed
 
 
@@ -175,10 +179,18 @@ class Stats:
     published: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
     last_label: str | None = None
+    latencies_ms: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
 
     def fps(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def as_metrics(self, frames_dropped: int) -> dict[str, Any]:
+        lat = list(self.latencies_ms)
+        return {"fps": round(self.fps(), 2), "frames": self.frames, "published": self.published,
+                "frames_dropped": frames_dropped, "last_label": self.last_label,
+                "latency_ms": {"p50": round(percentile(lat, 50), 2), "p95": round(percentile(lat, 95), 2)}}
 
 
 class Pipeline:
@@ -192,6 +204,8 @@ class Pipeline:
         self.seq = 0
         self.stats = Stats()
         self.on_prediction: Callable[[Prediction, Frame], None] | None = None  # hook for tools
+        self.commands: queue.Queue[Command] | None = None  # remote control, drained between frames
+        self.paused = False
         self.reconfigure(config, model, reader)
 
     def reconfigure(self, config: Config, model: LoadedModel, reader: FrameReader) -> None:
@@ -217,6 +231,8 @@ class Pipeline:
         now_mono = time.monotonic()
         if not self.policy.decide(prediction, now_mono):
             return None
+        latency_ms = (now_mono - frame.mono) * 1000.0
+        self.stats.latencies_ms.append(latency_ms)
         payload = contract.prediction_payload(
             task=self.config.task,
             prediction=prediction,
@@ -224,7 +240,7 @@ class Pipeline:
             run=self.run_id,
             frame_ts=frame.ts,
             now=time.time(),
-            latency_ms=(now_mono - frame.mono) * 1000.0,
+            latency_ms=latency_ms,
             model_name=self.model.name,
             model_sha256=self.model.sha256,
             device_id=self.config.device_id,
@@ -245,6 +261,10 @@ class Pipeline:
                 if self.reader.ended:
                     break
                 continue  # no frame, no watchdog ping: a stuck camera gets us restarted
+            self._apply_commands()
+            if self.paused:
+                notifier.watchdog()
+                continue
             self.step(frame)
             if self.stats.frames == 1:
                 notifier.ready()
@@ -259,6 +279,34 @@ class Pipeline:
             logger.error("%s", self.reader.error)
             return ExitCode.FAILURE
         return ExitCode.OK
+
+
+    def _apply_commands(self) -> None:
+        while self.commands is not None:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if command.threshold is not None:
+                self.policy.threshold = command.threshold
+            if command.max_rate is not None:
+                self.policy.max_rate = command.max_rate
+            if command.on_change is not None:
+                self.policy.on_change = command.on_change
+            if command.paused is not None:
+                self.paused = command.paused
+            logger.info("remote control applied: %s", command)
+
+
+def agent_info(config: Config, model: LoadedModel) -> dict[str, Any]:
+    """The retained ``info`` message: what runs here."""
+    engine = model.engine
+    return {"version": __version__, "task": config.task, "device": config.device_id,
+            "model": {"name": model.name, "sha256": model.sha256[:12], "file": str(engine.path),
+                      "labels": list(model.labels)},
+            "backend": {"name": engine.backend.name, "version": engine.backend.version,
+                        "delegate": engine.delegate, "threads": engine.threads},
+            "started": contract.iso_utc(time.time())}
 
 
 def _reload(pipeline: Pipeline, controls: Controls) -> None:
@@ -297,13 +345,19 @@ def run(config: Config, controls: Controls | None = None) -> ExitCode:
     model = load_model(config)
     reader = FrameReader(make_source(config))
     reader.start()  # a wrong camera or file fails here, before we announce ourselves online
+    hub: Hub | None = None
     try:
         publisher = make_publisher(config)
+        pipeline = Pipeline(config, model, reader, publisher)
+        if isinstance(publisher, MqttPublisher):
+            hub = Hub(config, publisher, model.labels, agent_info(config, model),
+                      lambda: pipeline.stats.as_metrics(pipeline.reader.dropped))
+            pipeline.commands = hub.commands
+            hub.start()
         publisher.start()
     except BaseException:
         reader.stop()
         raise
-    pipeline = Pipeline(config, model, reader, publisher)
     try:
         while True:
             code = pipeline.run(controls)
@@ -314,6 +368,8 @@ def run(config: Config, controls: Controls | None = None) -> ExitCode:
     finally:
         controls.notifier.stopping()
         pipeline.reader.stop()
+        if hub is not None:
+            hub.stop()
         if not publisher.flush(END_FLUSH_S if not controls.stop.is_set() else 3.0):
             logger.warning("stopping with predictions the broker has not acknowledged yet")
         publisher.stop()

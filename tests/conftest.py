@@ -79,8 +79,8 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     started: list[Broker] = []
 
-    def factory(extra_conf: str = "", port: int | None = None, start: bool = True) -> Broker:
-        broker = Broker(tmp_path, extra_conf, port)
+    def factory(extra_conf: str = "", port: int | None = None, start: bool = True, persistent: bool = False) -> Broker:
+        broker = Broker(tmp_path, extra_conf, port, persistent)
         started.append(broker)
         return broker.start() if start else broker
 

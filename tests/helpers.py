@@ -34,8 +34,10 @@ def free_port() -> int:
 class Broker:
     """A real mosquitto on 127.0.0.1, configured by the test (plain, password, TLS, ACL)."""
 
-    def __init__(self, workdir: Path, extra_conf: str = "", port: int | None = None) -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "", port: int | None = None,
+                 persistent: bool = False) -> None:
         self.workdir = workdir
+        self.persistent = persistent
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra_conf = extra_conf
@@ -47,7 +49,10 @@ class Broker:
         conf = self.extra_conf or f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
         # as root, mosquitto drops to user 'mosquitto', who cannot read the test's private files
         user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(conf + user + "persistence false\n")
+        # persistent: sessions and queued QoS 1 messages survive a broker restart (saved on SIGTERM)
+        store = (f"persistence true\npersistence_location {self.workdir}/\npersistence_file broker-{self.port}.db\n"
+                 if self.persistent else "persistence false\n")
+        self.conf.write_text(conf + user + store)
 
     def start(self) -> Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -77,12 +82,15 @@ class Broker:
 class Subscriber:
     """A real MQTT subscriber that records every message it receives."""
 
-    def __init__(self, broker: Broker, topic: str = "#", **auth: Any) -> None:
+    def __init__(self, broker: Broker, topic: str = "#", persistent: bool = False, **auth: Any) -> None:
+        """``persistent``: a session the broker keeps while we are away (clean_session=False)."""
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.topic = topic
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{free_port()}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{free_port()}",
+                                  clean_session=not persistent)
+        self.client.reconnect_delay_set(0.2, 1.0)
         if auth.get("username"):
             self.client.username_pw_set(auth["username"], auth.get("password"))
         if auth.get("ca"):
@@ -97,6 +105,10 @@ class Subscriber:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(msg)
+
+    def raw(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [bytes(m.payload) for m in self.messages if m.topic == topic]
 
     def payloads(self, suffix: str) -> list[dict[str, Any]]:
         with self._lock:
