@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: installs everything the tests need on a fresh Debian / Raspberry Pi OS machine
+# (system packages too), then runs ruff, mypy and pytest. `.ci/run` calls exactly this.
+#   bash tools/test.sh            # everything
+#   bash tools/test.sh -k hub     # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: mosquitto (the real broker in tests), openssl (test CAs), espeak-ng + sox (speech),
+# pulseaudio + libportaudio2 (the real microphone path), gcc (the libedgetpu stand-in), systemd
+# (systemd-analyze for the unit files), python3-venv.
+PKGS="python3 python3-venv python3-dev mosquitto mosquitto-clients openssl espeak-ng sox pulseaudio \
+pulseaudio-utils libportaudio2 gcc libc6-dev systemd"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test,convert,audio]"
+# tflite-runtime 2.14 on the side (never on the agent's path): the test shows why we refuse it under numpy 2
+if [ ! -d .venv/tflite-runtime/tflite_runtime ]; then
+  .venv/bin/python -m pip install -q --no-deps --target .venv/tflite-runtime "tflite-runtime==2.14.0"
+fi
+
+.venv/bin/ruff check edge_agent tests tools
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"
