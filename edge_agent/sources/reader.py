@@ -2,7 +2,11 @@
 
 A live source (camera, stream) keeps only the newest frame: when inference is slower than the
 camera, older frames are dropped and counted rather than queued, so latency never builds up.
-A finite source (file, folder) hands over every frame through a short blocking queue.
+A finite source (file, folder) hands over every frame through a one-frame queue, and the next
+frame is read only once the consumer has taken the previous one: decode still overlaps
+inference, but a frame is not decoded (and stamped) long before it is used. Reading ahead into a
+longer queue added a full inference period of capture → publish latency per queued frame
+(measured by tools/bench.py: p50 105 ms → 2 invokes at ~18 ms each) for no gain in throughput.
 A live source that fails is closed and reopened with exponential backoff; the process lives on.
 """
 
@@ -19,7 +23,8 @@ from .base import Frame, Source, SourceLost
 
 logger = logging.getLogger(__name__)
 
-FILE_QUEUE_FRAMES: Final = 2  # enough to overlap decode with inference, no more
+FILE_QUEUE_FRAMES: Final = 1  # decode the next frame while this one is inferred; more only adds latency
+SLOT_WAIT_S: Final = 0.2  # how often a reader waiting for the consumer checks for stop
 BACKOFF_MIN_S: Final = 0.5
 BACKOFF_MAX_S: Final = 30.0
 
@@ -34,6 +39,7 @@ class FrameReader:
         self._stop = threading.Event()
         self._ended = threading.Event()
         self._queue: queue.Queue[Frame] = queue.Queue(maxsize=FILE_QUEUE_FRAMES)
+        self._slots = threading.Semaphore(FILE_QUEUE_FRAMES)  # finite sources: read only into a free slot
         self._latest: Frame | None = None
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -67,9 +73,11 @@ class FrameReader:
                 frame, self._latest = self._latest, None
                 return frame
         try:
-            return self._queue.get(timeout=timeout)
+            frame = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        self._slots.release()
+        return frame
 
     def _deliver(self, frame: Frame) -> None:
         if self.source.live:
@@ -90,9 +98,13 @@ class FrameReader:
         index = 0
         try:
             while not self._stop.is_set():
+                if not self.source.live and not self._wait_for_slot():
+                    return
                 try:
                     image = self.source.read()
                 except SourceLost as e:
+                    if not self.source.live:
+                        self._slots.release()  # nothing was delivered into the slot
                     if not self._reopen(str(e)):
                         return
                     continue
@@ -112,6 +124,13 @@ class FrameReader:
             self._ended.set()
             with self._cond:
                 self._cond.notify_all()
+
+    def _wait_for_slot(self) -> bool:
+        """Block until the consumer has room for one more frame; False once we are told to stop."""
+        while not self._stop.is_set():
+            if self._slots.acquire(timeout=SLOT_WAIT_S):
+                return True
+        return False
 
     def _reopen(self, why: str) -> bool:
         """Close and reopen a failed live source with backoff; False once we are told to stop."""
