@@ -1,0 +1,44 @@
+"""The ``{prefix}/{device_id}/voice/command`` payload: one JSON object per announced command.
+
+Fields follow the image prediction contract where they mean the same thing (``task``, ``score``,
+``ts``, ``seq``, ``run``, ``latency_ms``, ``model``, ``device``); ``command`` is the keyword and
+``audio_ts`` the wall-clock time of the end of the audio window that decided it. Extend only
+additively: hubs match on these names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ..contract import iso_utc
+
+SUBTOPIC: Final = "voice/command"
+
+
+def command_payload(
+    *,
+    task: str,
+    command: str,
+    score: float,
+    seq: int,
+    run: str,
+    audio_ts: float,
+    now: float,
+    latency_ms: float,
+    model_name: str,
+    model_sha256: str,
+    device_id: str,
+) -> dict[str, Any]:
+    """``latency_ms``: from the end of the deciding audio window to this publish (monotonic clock)."""
+    return {
+        "task": task,
+        "command": command,
+        "score": round(float(score), 4),
+        "ts": iso_utc(now),
+        "audio_ts": iso_utc(audio_ts),
+        "seq": seq,
+        "run": run,
+        "latency_ms": round(latency_ms, 2),
+        "model": {"name": model_name, "sha256": model_sha256[:12]},
+        "device": device_id,
+    }

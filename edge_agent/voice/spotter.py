@@ -1,0 +1,137 @@
+"""The keyword model, loaded and checked once, and the sliding window that feeds it.
+
+:func:`load_voice_model` refuses, with one line each, a model without a manifest (the front-end
+parameters live only there), a manifest for an image model, a sha256 mismatch, an input shape
+that does not match the front end, or a label count that does not match the outputs.
+
+:class:`KeywordSpotter` keeps the last ``clip_ms`` of audio; every hop of ``stride_ms`` it
+computes the log-mel of the whole window (≈0.5 ms in numpy, so no incremental bookkeeping that
+could drift from what training saw), writes it quantized into the interpreter's input tensor,
+invokes, and hands the posteriors to the :class:`~edge_agent.voice.recognizer.Recognizer`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import manifest as manifest_mod
+from ..config import Config, effective_threads
+from ..engine import Engine
+from ..errors import ModelError
+from ..manifest import Manifest
+from ..preprocess import audio
+from ..preprocess.audio import AudioSpec
+from .recognizer import NOT_COMMANDS, Command, Recognizer, RecognizerSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class VoiceModel:
+    engine: Engine
+    labels: tuple[str, ...]
+    spec: AudioSpec
+    settings: RecognizerSettings
+    name: str
+    sha256: str
+    manifest: Manifest
+
+
+def recognizer_settings(manifest: Manifest, config: Config | None, where: str) -> RecognizerSettings:
+    """The manifest's tuned settings; ``--threshold`` (or the config file's) wins when the user set it."""
+    try:
+        settings = RecognizerSettings.from_mapping(manifest.extra.get("recognizer"))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{where}: field 'recognizer': {e}") from None
+    if config is not None and config.where("postprocess.threshold") != "default":
+        settings = dataclasses.replace(settings, threshold=config.postprocess.threshold)
+    return settings
+
+
+def load_voice_model(path: Path, threads: int = 1, config: Config | None = None) -> VoiceModel:
+    """Manifest first (cheap checks), then the interpreter, built once and warmed up."""
+    manifest_path = manifest_mod.manifest_path_for(path)
+    if not manifest_path.exists():
+        raise ModelError(f"model {path}: no manifest {manifest_path.name} beside it; an audio model needs one "
+                         "(it holds the front end's sample rate, window, hop and mel bins)")
+    manifest = manifest_mod.load(manifest_path)
+    where = f"manifest {manifest_path}"
+    if manifest.kind != "audio" or manifest.audio is None:
+        raise ModelError(f"{where}: it describes an {manifest.kind} model, not an audio model")
+    spec = AudioSpec.from_mapping(manifest.audio, where)
+    settings = recognizer_settings(manifest, config, where)
+    if not path.exists():
+        raise ModelError(f"model {path}: file not found")
+    engine = Engine.load(
+        path,
+        threads=threads,
+        edgetpu=config.model.edgetpu if config else None,
+        edgetpu_fallback=config.model.edgetpu_fallback if config else False,
+        expected_sha256=manifest.sha256,
+        kind="audio",
+    )
+    shape = tuple(engine.input_shape)
+    want = (1, *spec.shape)
+    if shape not in (want, (*want, 1)):
+        raise ModelError(f"{where}: the front end makes {spec.frames}x{spec.mel_bins} log-mel frames but the "
+                         f"model's input is {list(shape)}")
+    labels = manifest.labels
+    if engine.num_classes != len(labels):
+        raise ModelError(f"model {path}: {engine.num_classes} outputs but {len(labels)} labels")
+    if not any(label not in NOT_COMMANDS for label in labels):
+        raise ModelError(f"{where}: no command among the labels {list(labels)}")
+    logger.info("model %s (%s, %s, %d threads, %s input, %d Hz, %d ms window every %d ms)", path,
+                engine.backend.name, engine.delegate, engine.threads, engine.input_dtype, spec.sample_rate,
+                spec.clip_ms, settings.stride_ms)
+    return VoiceModel(engine, labels, spec, settings, manifest.name, manifest.sha256, manifest)
+
+
+def voice_model_for(config: Config) -> VoiceModel:
+    from ..service import resolve_model_path  # the task's default model, or --model
+
+    return load_voice_model(resolve_model_path(config), effective_threads(config), config)
+
+
+class KeywordSpotter:
+    """Audio blocks in, :class:`Command` events out; stream time counts samples, not wall clock."""
+
+    def __init__(self, model: VoiceModel) -> None:
+        self.model = model
+        spec = model.spec
+        self.stride = audio.samples_for(model.settings.stride_ms, spec.sample_rate)
+        self._window = np.zeros(spec.clip_samples, np.float32)
+        self._filled = 0  # samples in the window so far (no inference until it holds a whole clip)
+        self.samples = 0  # stream samples consumed
+        self.inferences = 0
+        self.recognizer = Recognizer(model.labels, model.settings)
+        scale, zero = model.engine.input_quant
+        self._fill: Any = audio.make_fill(spec, model.engine.input_dtype, scale, zero)
+        self.last_scores: np.ndarray | None = None
+
+    @property
+    def time_ms(self) -> float:
+        return 1000.0 * self.samples / self.model.spec.sample_rate
+
+    def scores(self, window: np.ndarray) -> np.ndarray:
+        """One inference on a clip-length window (also used by the evaluation tool)."""
+        return self.model.engine.run(lambda view: self._fill(window, view))
+
+    def push(self, block: np.ndarray) -> Command | None:
+        """Append one stride of samples; infer on the last clip; maybe announce a command."""
+        n = len(block)
+        if n != self.stride:
+            raise ValueError(f"blocks must be one stride ({self.stride} samples), got {n}")
+        self._window = np.roll(self._window, -n)
+        self._window[-n:] = block
+        self._filled = min(len(self._window), self._filled + n)
+        self.samples += n
+        if self._filled < len(self._window):
+            return None
+        self.last_scores = self.scores(self._window)
+        self.inferences += 1
+        return self.recognizer.update(self.last_scores, self.time_ms)
