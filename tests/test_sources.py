@@ -1,0 +1,97 @@
+"""Sources as a user meets them: a network camera that drops and returns, folders, looping files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.sources.reader import FrameReader
+from tests.helpers import assert_one_line_error, run_agent, running, start_agent
+from tests.mjpeg import MjpegCamera
+
+
+def test_unplugged_camera_is_reopened_with_backoff_and_the_agent_lives_on(int8_model: Path) -> None:
+    camera = MjpegCamera().start()
+    proc = start_agent(["--task", "custom", "--model", str(int8_model), "--source", camera.url, "--sink", "stdout",
+                        "--threshold", "0", "--threads", "1"])
+    with running(proc):
+        assert proc.stdout is not None
+        first = [json.loads(proc.stdout.readline()) for _ in range(5)]
+        port = camera.port
+        camera.stop()  # unplugged
+        time.sleep(4)
+        assert proc.poll() is None, "the agent must survive a camera that goes away"
+        camera.start(port)  # plugged back in
+        more = [json.loads(proc.stdout.readline()) for _ in range(5)]
+        assert camera.connections >= 2
+        assert more[-1]["seq"] > first[-1]["seq"]
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "reopening" in err and "reopened" in err
+    assert proc.returncode == 0
+
+
+def test_folder_of_images_skips_unreadable_files(int8_model: Path, tmp_path: Path) -> None:
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"img{i}.jpg"), np.full((120, 160, 3), i * 80, np.uint8))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run_agent(["--task", "custom", "--model", str(int8_model), "--source", str(tmp_path), "--sink",
+                        "stdout", "--threshold", "0"])
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+    assert "skipping" in result.stderr and "broken.jpg" in result.stderr
+
+
+def test_empty_folder_is_one_line(int8_model: Path, tmp_path: Path) -> None:
+    result = run_agent(["--task", "custom", "--model", str(int8_model), "--source", str(tmp_path)])
+    assert_one_line_error(result, "no images")
+
+
+def test_loop_replays_a_video(int8_model: Path, video: Path) -> None:
+    result = run_agent(["--task", "custom", "--model", str(int8_model), "--source", str(video), "--sink", "stdout",
+                        "--threshold", "0", "--loop", "--max-frames", "75"])
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 75  # the clip has 30 frames
+
+
+class FastCamera:
+    """A live source delivering frames far faster than the consumer takes them."""
+
+    name = "fast camera"
+    live = True
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray:
+        time.sleep(0.002)  # 500 fps
+        self.count += 1
+        return np.full((4, 4, 3), self.count % 256, np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+def test_live_source_serves_the_freshest_frame_and_counts_drops() -> None:
+    """Inference slower than the camera: old frames are dropped, so latency never builds up."""
+    reader = FrameReader(FastCamera())
+    reader.start()
+    try:
+        ages = []
+        for _ in range(10):
+            frame = reader.get(timeout=1.0)
+            assert frame is not None
+            ages.append(time.monotonic() - frame.mono)
+            time.sleep(0.05)  # a slow model
+    finally:
+        reader.stop()
+    assert max(ages) < 0.03, ages  # always a frame from the last few ms, never a backlog
+    assert reader.dropped > 100
