@@ -77,9 +77,9 @@ def build(
     channels: int = 3,
 ) -> Any:
     """A compiled-ready (uncompiled) Keras classifier: normalised image in, softmax out."""
-    keras = _tf.keras()
     arch = canonical_arch(arch)
     check_shape(alpha, resolution)
+    keras = _tf.keras()
     if num_classes < 2:
         raise ConfigError(f"a classifier needs at least 2 classes, got {num_classes}")
     if weights is not None and not weights.is_file():

@@ -138,7 +138,7 @@ def _part(n: int, fraction: float) -> int:
     return max(1, round(n * fraction)) if n >= 3 else 0
 
 
-def class_weights(labels: Sequence[int], num_classes: int) -> dict[int, float]:
+def class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[int, float]:
     """Inverse-frequency weights, ``n / (k * n_c)``: a rare class (TrashNet's 137 'trash' against
     594 'paper') counts as much in the loss as a common one. Mean weight over samples is 1."""
     counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)

@@ -7,7 +7,7 @@ see, so the measurement goes through the same interpreter discovery, input looku
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,15 @@ def predict(model_path: Path, images: np.ndarray, spec: ImageInput, threads: int
     fill = image_pre.make_fill(engine.table_for(spec))
     out = np.empty(len(images), np.int64)
     for i, img in enumerate(images):
-        out[i] = int(np.argmax(engine.run(lambda view, img=img: fill(img, view))))
+        out[i] = int(np.argmax(engine.run(_writer(fill, img))))
     return out
+
+
+def _writer(fill: image_pre.Fill, img: np.ndarray) -> Callable[[np.ndarray], None]:
+    def write(view: np.ndarray) -> None:
+        fill(img, view)
+
+    return write
 
 
 def label_indices(ds: data.Dataset, samples: Sequence[data.Sample], labels: Sequence[str]) -> np.ndarray:

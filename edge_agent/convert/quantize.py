@@ -157,7 +157,7 @@ def representative_set(o: Options, p: Prepared, spec: ImageInput) -> np.ndarray:
 def _wrap_saved_model(tf: Any, src: source.Source, hwc: tuple[int, int, int], folder: Path) -> None:
     """Re-save a SavedModel's serving function at a fixed (1, H, W, C) input."""
 
-    class Fixed(tf.Module):  # type: ignore[misc, name-defined]
+    class Fixed(tf.Module):
         def __init__(self) -> None:
             super().__init__()
             self.keep = src.keepalive

@@ -32,7 +32,7 @@ class Source:
         """Run the model on a batch tensor (used to trace a fixed-shape function for conversion)."""
         if self.kind == "keras":
             return self.model(x, training=False)
-        out = self.model(**{self.input_name: x})
+        out = self.model(**{str(self.input_name): x})
         return next(iter(out.values()))
 
 

@@ -66,7 +66,7 @@ def augmenter(keras: Any, seed: int) -> Any:
 def progress_callback(keras: Any, epochs: int, stream: TextIO) -> Any:
     """One line per epoch on stderr (stdout stays clean for ``--json``)."""
 
-    class Progress(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+    class Progress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             self.t0 = time.monotonic()
 
@@ -198,7 +198,7 @@ class BestWeights:
     def callback(self, keras: Any) -> Any:
         outer = self
 
-        class Keep(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        class Keep(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 value = float((logs or {}).get(outer.monitor, 0.0))
                 if value >= outer.value:

@@ -1,0 +1,138 @@
+"""End to end with real TensorFlow on small generated data: folder → trained MobileNet → full-int8
+.tflite + manifest that the agent's engine loads; a notebook-shaped Keras model converted with
+int8 accuracy within a point of float; describe against the MobileNet v1 paper."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent import manifest as manifest_mod
+from edge_agent.convert import cli, data, graph
+from edge_agent.engine import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> dict[str, Any]:
+    code = cli.main([*map(str, args), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result: dict[str, Any] = json.loads(out)  # --json: stdout is one JSON document and nothing else
+    return result
+
+
+@pytest.fixture(scope="module")
+def road_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = importlib.util.spec_from_file_location("gen_road_data", ROOT / "tools" / "gen_road_data.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    root = tmp_path_factory.mktemp("road")
+    gen.generate(root, per_class=60, seed=3, size=64)
+    return root
+
+
+def test_folder_to_int8_tflite_the_agent_loads(
+    tmp_path: Path, road_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keras_path = tmp_path / "road.keras"
+    trained = run_cli(capsys, "train", road_data, "--out", keras_path, "--arch", "v1", "--alpha", "0.25",
+                      "--resolution", "48", "--epochs", "3", "--seed", "2")
+    assert trained["labels"] == ["crack", "normal", "pothole"]
+    assert keras_path.is_file() and keras_path.with_suffix(".labels.txt").is_file()
+
+    out = tmp_path / "road.tflite"
+    result = run_cli(capsys, "quantize", keras_path, "--out", out, "--task", "road", "--num-calibration", "32")
+    m = manifest_mod.load(manifest_mod.manifest_path_for(out))
+    assert m.sha256 == manifest_mod.sha256_file(out)
+    assert m.labels == ("crack", "normal", "pothole") and m.task == "road"
+    assert m.input is not None and (m.input.width, m.input.height) == (48, 48)
+    assert m.provenance["seed"] == 2 and m.provenance["arch"] == "mobilenet_v1"
+    assert "quantize" in m.provenance["command"] and m.provenance["created"].endswith("Z")
+    assert m.metrics["int8"]["n"] == trained["split_sizes"]["test"]
+
+    engine = Engine.load(out, expected_sha256=m.sha256)
+    assert engine.input_dtype == np.int8 and engine.input_shape == (1, 48, 48, 3)
+    g = graph.read(out)
+    assert g.is_full_int8() and not g.float_ops()
+    assert set(g.activation_types()) <= {"INT8", "UINT8"}
+    assert not g.dynamic_tensors()
+    assert result["graph"]["full_int8"] is True
+
+    # evaluate re-creates the held-out split from the manifest and measures through the engine
+    ev = run_cli(capsys, "evaluate", out, "--data", road_data, "--split", "test")
+    assert ev["n"] == m.metrics["int8"]["n"]
+    assert ev["top1"] == m.metrics["int8"]["top1"]
+    assert ev["confusion"] == m.metrics["int8"]["confusion"]
+
+    report = Path(result["report_file"]).read_text()
+    assert "Confusion matrix, int8" in report and "top-1" in report
+
+    tpu = run_cli(capsys, "edgetpu", out, "--check-only")
+    assert tpu["compatible"] is True and tpu["cpu_fallback"] == []
+
+
+def _notebook_model(num_classes: int, size: int) -> Any:
+    """The course notebook's shape: MobileNet base + Flatten + Dense(256) + Dropout + Dense(n)."""
+    import keras
+
+    base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=0.25, include_top=False, weights=None)
+    for layer in base.layers:  # few steps: let batch-norm statistics settle (see convert/build.py)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    x = keras.layers.Flatten()(base.output)
+    x = keras.layers.Dense(256, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    out = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(base.input, out)
+
+
+def test_notebook_keras_model_int8_within_a_point(tmp_path: Path, road_data: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import keras
+
+    size, seed = 64, 0
+    keras.utils.set_random_seed(seed)
+    ds = data.scan(road_data)
+    parts = data.split(ds, seed, 0.15, 0.4)
+    spec = manifest_mod.ImageInput(size, size)
+    x = data.normalize(data.load_images([s.path for s in parts.train], spec), spec)
+    y = np.asarray([s.label for s in parts.train])
+    model = _notebook_model(len(ds.labels), size)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=12, batch_size=16, verbose=0)
+    saved = tmp_path / "notebook.keras"
+    model.save(saved)
+    (tmp_path / "labels.txt").write_text("\n".join(ds.labels) + "\n")
+
+    out = tmp_path / "notebook.tflite"
+    result = run_cli(capsys, "quantize", saved, "--data", road_data, "--seed", str(seed), "--val-split", "0.15",
+                     "--test-split", "0.4", "--io-type", "uint8", "--out", out)
+    metrics = result["metrics"]
+    assert metrics["int8"]["n"] == len(parts.test) >= 60
+    assert metrics["float"]["top1"] >= 0.6, "the float model did not learn: the comparison would mean nothing"
+    assert metrics["int8"]["top1"] >= metrics["float"]["top1"] - 0.01
+    assert metrics["size_ratio"] <= 0.30  # the Flatten → Dense(256) head dominates: int8 ≈ 1/4
+    engine = Engine.load(out)
+    assert engine.input_dtype == np.uint8
+    assert graph.read(out).is_full_int8()
+
+
+def test_describe_reproduces_the_mobilenet_v1_paper(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "describe", "--arch", "v1", "--alpha", "1.0", "0.75", "0.5", "0.25")
+    paper = {1.0: (569, 4.2), 0.75: (325, 2.6), 0.5: (149, 1.3), 0.25: (41, 0.5)}
+    assert len(result["models"]) == 4
+    for row in result["models"]:
+        macs_m, params_m = paper[row["alpha"]]
+        assert row["macs"] / 1e6 == pytest.approx(macs_m, rel=0.03)
+        # the paper prints parameters to 0.1 M (0.47 M shows as 0.5): compare at that precision
+        assert round(row["params"] / 1e6, 1) == pytest.approx(params_m, rel=0.03)
+        assert abs(row["params"] / 1e6 - params_m) <= 0.05 + 1e-9
+        assert row["paper"]["paper_macs_m"] == macs_m
