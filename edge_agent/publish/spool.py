@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGES: Final = 100_000  # ~30 MB of predictions: days of a 1 msg/s stream
 DEFAULT_MAX_AGE_S: Final = 7 * 24 * 3600.0
+AGE_CHECK_EVERY_S: Final = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,9 +84,16 @@ class MemorySpool:
             self.dropped += 1
 
     def after(self, cursor: int, limit: int) -> list[Message]:
+        """Acknowledged messages are gone, so only the few in flight are skipped: O(window)."""
         with self._lock:
             self._trim()
-            return [m for i, m in self._items.items() if i > cursor][:limit]
+            out: list[Message] = []
+            for i, message in self._items.items():
+                if i > cursor:
+                    out.append(message)
+                    if len(out) >= limit:
+                        break
+            return out
 
     def ack(self, message_id: int) -> None:
         with self._lock:
@@ -109,6 +117,7 @@ class SqliteSpool:
         self.max_age_s = max_age_s
         self.dropped = 0
         self._lock = threading.Lock()
+        self._next_age_check = 0.0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -120,7 +129,8 @@ class SqliteSpool:
             )
         except (OSError, sqlite3.Error) as e:
             raise SpoolFull(f"spool {path}: cannot open for writing ({e})") from None
-        pending = self.depth()
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        pending = self._count
         if pending:
             logger.info("spool %s: %d predictions from before are waiting to be sent", path, pending)
 
@@ -131,19 +141,28 @@ class SqliteSpool:
                     "INSERT INTO outbox (topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?)",
                     (topic, payload, qos, int(retain), time.time()),
                 )
+                self._count += 1
                 self._trim()
             except sqlite3.Error as e:
                 raise SpoolFull(f"spool {self.path}: cannot write ({e})") from None
             return int(cur.lastrowid or 0)
 
     def _trim(self) -> None:
-        cutoff = time.time() - self.max_age_s
-        aged = self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,)).rowcount
-        over = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.max_messages
+        """Keep within the bounds: by count on every put (cheap: the count is kept in memory),
+        by age once a minute (ids grow with time, so the oldest rows go first)."""
+        dropped = 0
+        over = self._count - self.max_messages
         if over > 0:
-            self._db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (over,))
-        dropped = max(aged, 0) + max(over, 0)
-        if dropped:
+            dropped += self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (over,)).rowcount
+        now = time.time()
+        if now >= self._next_age_check:
+            self._next_age_check = now + AGE_CHECK_EVERY_S
+            dropped += self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created < ? ORDER BY id)",
+                (now - self.max_age_s,)).rowcount
+        if dropped > 0:
+            self._count -= dropped
             self.dropped += dropped
             logger.warning("spool %s full: dropped the %d oldest predictions (%d in all)", self.path, dropped,
                            self.dropped)
@@ -159,13 +178,12 @@ class SqliteSpool:
     def ack(self, message_id: int) -> None:
         with self._lock:
             try:
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+                self._count -= self._db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)).rowcount
             except sqlite3.Error as e:  # a full disk can refuse even a delete's journal
                 logger.warning("spool %s: cannot delete an acknowledged message (%s)", self.path, e)
 
     def depth(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return self._count
 
     def close(self) -> None:
         with self._lock:
