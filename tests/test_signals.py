@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def _published_count(log: str) -> int:
 
 
 @pytest.fixture
-def subscriber(broker: Broker) -> Subscriber:
+def subscriber(broker: Broker) -> Iterator[Subscriber]:
     sub = Subscriber(broker)
     yield sub
     sub.close()
