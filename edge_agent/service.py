@@ -314,6 +314,7 @@ def _reload(pipeline: Pipeline, controls: Controls) -> None:
     controls.reload.clear()
     controls.notifier.reloading()
     if controls.reload_config is None:
+        controls.notifier.ready()
         return
     old = pipeline.config
     try:

@@ -16,6 +16,7 @@ from .base import SourceLost
 
 logger = logging.getLogger(__name__)
 
+STREAM_TIMEOUT_MS: Final = 5000  # a network camera silent this long is treated as unplugged
 CAMERA_BUFFER_FRAMES: Final = 1  # keep the driver's queue short: we want the newest frame
 
 
@@ -55,7 +56,14 @@ class OpenCVSource:
             raise SourceError(f"{self.name}: {device} does not exist (cameras on this machine: {found})")
         if not self.live and not Path(str(self.target)).exists():
             raise SourceError(f"video {self.target}: file not found")
-        cap = cv2.VideoCapture(self.target)
+        if self.live and device is None:
+            # A network stream that stalls would block read() for FFmpeg's default 30 s; turn a
+            # stall into SourceLost (and a reopen) after STREAM_TIMEOUT_MS instead.
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                      STREAM_TIMEOUT_MS]
+            cap = cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG, params)
+        else:
+            cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.name}: OpenCV cannot open it")

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 FILE_QUEUE_FRAMES: Final = 1  # decode the next frame while this one is inferred; more only adds latency
 SLOT_WAIT_S: Final = 0.2  # how often a reader waiting for the consumer checks for stop
+STOP_WAIT_S: Final = 1.0  # how long stop() waits for a read in progress
 BACKOFF_MIN_S: Final = 0.5
 BACKOFF_MAX_S: Final = 30.0
 
@@ -57,11 +58,19 @@ class FrameReader:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop reading. A reader stuck inside a hung camera's ``read()`` is not waited for long,
+        and the source is then closed by the reader thread itself when (if) the read returns:
+        releasing an OpenCV capture while another thread is inside ``read()`` can crash FFmpeg."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._thread is None:
+            self.source.close()
+            return
+        self._thread.join(timeout=STOP_WAIT_S)
+        if self._thread.is_alive():
+            logger.warning("%s is not answering; leaving it to close when its read returns", self.source.name)
+            return
         self.source.close()
 
     def get(self, timeout: float) -> Frame | None:
@@ -121,6 +130,8 @@ class FrameReader:
             self.error = f"{self.source.name}: unexpected error while reading"
             logger.exception("%s", self.error)
         finally:
+            if self._stop.is_set():
+                self.source.close()  # idempotent; covers a stop() that gave up waiting for us
             self._ended.set()
             with self._cond:
                 self._cond.notify_all()
