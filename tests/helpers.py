@@ -90,7 +90,7 @@ class Subscriber:
         self.topic = topic
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{free_port()}",
                                   clean_session=not persistent)
-        self.client.reconnect_delay_set(0.2, 1.0)
+        self.client.reconnect_delay_set(1, 1)
         if auth.get("username"):
             self.client.username_pw_set(auth["username"], auth.get("password"))
         if auth.get("ca"):
@@ -134,7 +134,7 @@ class Subscriber:
 
 def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (640, 480), fps: int = 10) -> Path:
     """A real mp4 (OpenCV's mp4v encoder) whose frames cycle through flat colours."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     assert writer.isOpened()
     colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
     for i in range(frames):
