@@ -154,6 +154,33 @@ def add_noise(clip: np.ndarray, noises: Sequence[np.ndarray], rng: np.random.Gen
     return np.clip(out, -1, 1).astype(np.float32)
 
 
+def compose_stream(words: Sequence[tuple[str, str]], rng: np.random.Generator, noise: np.ndarray | None = None,
+                   gap_s: tuple[float, float] = (1.5, 3.0), snr_db: float = 20.0, lead_s: float = 1.5,
+                   rate: int = SAMPLE_RATE_HZ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """(word, voice) pairs spoken one after another with random gaps, over continuous noise.
+
+    Returns the stream and (word, start_s, end_s) of each word, end being where espeak's audio
+    drops below :data:`TRIM_LEVEL` of its peak: the reference point for detection latency."""
+    parts: list[np.ndarray] = [np.zeros(int(lead_s * rate), np.float32)]
+    marks: list[tuple[str, float, float]] = []
+    pos = len(parts[0])
+    for word, voice in words:
+        x = synth(word, voice, int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH)), rate)
+        x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.8)
+        gap = np.zeros(int(rng.uniform(*gap_s) * rate), np.float32)
+        marks.append((word, pos / rate, (pos + len(x)) / rate))
+        parts += [x.astype(np.float32), gap]
+        pos += len(x) + len(gap)
+    stream = np.concatenate(parts)
+    speech_rms = float(np.sqrt(np.mean(stream[np.abs(stream) > 0] ** 2))) if np.any(stream) else 0.05
+    stream = stream + rng.normal(0, NOISE_FLOOR_RMS, len(stream)).astype(np.float32)
+    if noise is not None and len(noise):
+        reps = int(np.ceil(len(stream) / len(noise)))
+        bed = np.tile(noise, reps)[: len(stream)]
+        stream = stream + bed * np.float32(speech_rms / 10 ** (snr_db / 20))
+    return np.clip(stream, -1, 1).astype(np.float32), marks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)

@@ -42,6 +42,15 @@ NO_AUDIO_TIMEOUT_S: Final = 3.0  # no callback for this long: the device is gone
 OVERFLOW_LOG_EVERY_S: Final = 10.0
 
 
+def parse_spec(spec: str) -> tuple[str, int | None]:
+    """``"USB Audio@48000"`` → ("USB Audio", 48000): the optional ``@RATE`` pins the device's rate
+    (for devices that claim rates they then deliver badly, and for tests); plain specs pass through."""
+    name, sep, rate = spec.rpartition("@")
+    if sep and name and rate.isdigit() and int(rate) > 0:
+        return name, int(rate)
+    return spec, None
+
+
 def sounddevice() -> Any:
     """The ``sounddevice`` module, or a one-line fix-it error."""
     try:
@@ -168,10 +177,9 @@ class MicrophoneSource:
 
     live = True
 
-    def __init__(self, spec: str, rate: int, device_rate: int | None = None) -> None:
-        self.spec = spec
+    def __init__(self, spec: str, rate: int) -> None:
+        self.spec, self.forced_device_rate = parse_spec(spec)  # "NAME@48000" skips rate negotiation
         self.rate = rate
-        self.forced_device_rate = device_rate  # tests and odd hardware: skip rate negotiation
         self.name = f"microphone {spec}"
         self.device_rate = rate
         self.overflows = 0

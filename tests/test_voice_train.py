@@ -1,0 +1,73 @@
+"""The training command on a tiny Speech Commands-layout folder: checks first, then a real (tiny)
+training, full-int8 conversion, and a manifest the agent loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.convert import voice as train_mod
+from edge_agent.errors import ConfigError
+from edge_agent.sources.wav import write_wav
+from edge_agent.voice.spotter import load_voice_model
+
+WORDS = {"yes": 300.0, "no": 500.0, "on": 700.0, "off": 900.0, "stop": 1100.0, "tree": 1300.0}
+
+
+def make_folder(root: Path, per_word: int = 6) -> Path:
+    """Tones stand in for words (each word its own pitch); speakers s0..s5, s5 held out."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000) / 16_000
+    for word, hz in WORDS.items():
+        (root / word).mkdir(parents=True)
+        for i in range(per_word):
+            x = 0.3 * np.sin(2 * np.pi * hz * t) * (np.abs(t - 0.5) < 0.2) + rng.normal(0, 0.01, t.size)
+            write_wav(root / word / f"s{i}_nohash_0.wav", x.astype(np.float32), 16_000)
+    (root / "_background_noise_").mkdir()
+    write_wav(root / "_background_noise_" / "white.wav", rng.normal(0, 0.2, 48_000).astype(np.float32), 16_000)
+    (root / "testing_list.txt").write_text("\n".join(f"{w}/s5_nohash_0.wav" for w in WORDS) + "\n")
+    return root
+
+
+def test_folder_problems_are_reported_before_tensorflow(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "d", per_word=6)
+    with pytest.raises(ConfigError, match="not a folder"):
+        train_mod.scan(tmp_path / "none")
+    with pytest.raises(ConfigError, match="no folder for the command"):
+        train_mod.scan(root, ("yes", "maybe"))
+    corpus = train_mod.scan(root)
+    assert corpus.labels == ("yes", "no", "on", "off", "stop", "_silence_", "_unknown_")
+    assert corpus.counts() == {"train": 30, "validation": 0, "testing": 6}
+    assert {c.speaker for c in corpus.clips["testing"]} == {"s5"}  # split by speaker, from the list
+    for f in (root / "_background_noise_").iterdir():
+        f.unlink()
+    with pytest.raises(ConfigError, match="_background_noise_"):
+        train_mod.scan(root)
+
+
+def test_speaker_hash_split_keeps_a_speaker_in_one_split() -> None:
+    splits = {train_mod.which_split(f"yes/{s}_nohash_{n}.wav", s, {}) for s in ("abc",) for n in range(5)}
+    assert len(splits) == 1
+    spread = [train_mod.which_split("", f"speaker{i}", {}) for i in range(2000)]
+    assert 0.06 < spread.count("testing") / 2000 < 0.14  # about 10 %, as Speech Commands
+
+
+@pytest.mark.slow
+def test_train_voice_writes_a_full_int8_model_the_agent_loads(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "d")
+    out = tmp_path / "m" / "kws.tflite"
+    code = train_mod.train_voice_main(["--data", str(root), "--out", str(out), "--epochs", "1", "--width", "8",
+                                       "--blocks", "1", "--batch", "16"])
+    assert code == 0
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["kind"] == "audio" and manifest["input"]["kind"] == "audio"
+    assert manifest["labels"] == ["yes", "no", "on", "off", "stop", "_silence_", "_unknown_"]
+    assert manifest["recognizer"]["stride_ms"] == 50
+    assert manifest["metrics"]["int8"]["n"] == 6 + 1  # the held-out clips plus their silence share
+    model = load_voice_model(out)
+    assert model.engine.input_dtype == np.int8 and model.engine.input_shape == (1, 49, 40, 1)
+    assert model.spec.std > 0 and model.spec.mean < 0  # measured on the training features
+    assert out.with_suffix(".report.md").read_text().startswith("# Training report: kws")
