@@ -154,7 +154,7 @@ def clip_accuracy(model: VoiceModel, data: Path) -> dict[str, Any]:
     corpus = train_mod.scan(data)
     rng = np.random.default_rng(0)
     noise = train_mod.load_noise(corpus.noise, model.spec)
-    x, y = train_mod.build_split(corpus, "testing", model.spec, noise, rng, 0)
+    x, y, _ = train_mod.build_split(corpus, "testing", model.spec, noise, rng, 0)
     spotter = KeywordSpotter(model)
     pred = np.array([int(np.argmax(spotter.scores(c))) for c in x])
     return {"n": len(y), "top1": round(float((pred == y).mean()), 4)}
@@ -169,6 +169,7 @@ def make_streams(data: Path, cache: Path, minutes: float, variants: Sequence[str
     cmd = build_stream(f"{tag}_commands", [tuple(c) for c in commands], rng, cache, (1.5, 3.0))  # type: ignore[misc]
     others = list(gen.OTHER_WORDS + gen.UNSEEN_WORDS)
     n_words = int(minutes * 60 / 1.4)  # ≈ 0.5 s word + 0.9 s gap on average
+    rng = np.random.default_rng(seed + 1)  # its own generator: the same words whether or not the first is cached
     fa_words = [(str(rng.choice(others)), str(rng.choice(voices))) for _ in range(n_words)]
     fa = build_stream(f"{tag}_others_{minutes:g}min", fa_words, rng, cache, (0.3, 1.5), noise_only_s=20.0)
     return cmd, fa

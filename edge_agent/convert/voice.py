@@ -64,6 +64,9 @@ SHIFT_MS: Final = 100  # random time shift ±100 ms (Speech Commands' default)
 NOISE_PROBABILITY: Final = 0.8  # share of augmented clips with background noise mixed in
 NOISE_VOLUME: Final = (0.0, 0.3)  # noise peak relative to full scale
 GAIN_DB: Final = (-12.0, 6.0)
+MASKS: Final = 2  # SpecAugment on the augmented copies: this many time and this many frequency masks
+MAX_TIME_MASK_FRAMES: Final = 4  # 4 x 20 ms hops: a dropped syllable edge, not a whole word
+MAX_FREQ_MASK_BINS: Final = 4  # of 40 mel bins: a missing formant band (a poor microphone)
 DEFAULT_WIDTH: Final = 64  # channels of the separable blocks
 DEFAULT_BLOCKS: Final = 4
 DEFAULT_EPOCHS: Final = 20
@@ -195,32 +198,52 @@ def silence(noise: Sequence[np.ndarray], rng: np.random.Generator, spec: AudioSp
 
 
 def build_split(corpus: Corpus, split: str, spec: AudioSpec, noise: Sequence[np.ndarray],
-                rng: np.random.Generator, copies: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, samples) float32 audio and (N,) label indices for one split, augmented when copies > 0."""
+                rng: np.random.Generator, copies: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, samples) float32 audio, (N,) label indices and (N,) "is an augmented copy" for one split."""
     labels = corpus.labels
     index = {name: i for i, name in enumerate(labels)}
     clips = corpus.clips[split]
     xs: list[np.ndarray] = []
     ys: list[int] = []
+    aug: list[bool] = []
     for clip in clips:
         x = load_clip(clip.path, spec)
         y = index.get(clip.word, index[UNKNOWN])
         xs.append(x)
         ys.append(y)
+        aug.append(False)
         for _ in range(copies):
             xs.append(augment(x, noise, rng, spec))
             ys.append(y)
+            aug.append(True)
     per_command = max(1, sum(1 for y in ys if y == 0))
     for _ in range(int(per_command * SILENCE_FRACTION)):
         xs.append(silence(noise, rng, spec))
         ys.append(index[SILENCE])
-    return np.stack(xs), np.asarray(ys, np.int64)
+        aug.append(False)
+    return np.stack(xs), np.asarray(ys, np.int64), np.asarray(aug, bool)
 
 
 def raw_features(x: np.ndarray, spec: AudioSpec) -> np.ndarray:
     """(N, samples) → (N, frames, mels) log-mel, not yet normalised."""
     raw = dataclasses.replace(spec, mean=0.0, std=1.0)
     return np.stack([audio.features(clip, raw) for clip in x]).astype(np.float32)
+
+
+def spec_augment(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Time and frequency masks (Park et al. 2019), filled with the clip's mean: robustness to
+    voices and microphones the training set lacks, at no cost on the device."""
+    out = f.copy()
+    frames, bins = out.shape
+    fill = out.mean()
+    for _ in range(MASKS):
+        w = int(rng.integers(0, MAX_TIME_MASK_FRAMES + 1))
+        t0 = int(rng.integers(0, frames - w + 1))
+        out[t0: t0 + w, :] = fill
+        h = int(rng.integers(0, MAX_FREQ_MASK_BINS + 1))
+        b0 = int(rng.integers(0, bins - h + 1))
+        out[:, b0: b0 + h] = fill
+    return out
 
 
 def build_model(keras: Any, shape: tuple[int, int], classes: int, width: int, blocks: int) -> Any:
@@ -306,11 +329,13 @@ def train(o: Options) -> dict[str, Any]:
     rng = np.random.default_rng(o.seed)
     noise = load_noise(corpus.noise, base)
     t0 = time.monotonic()
-    x_train, y_train = build_split(corpus, "train", base, noise, rng, AUGMENT_COPIES)
-    x_val, y_val = build_split(corpus, "validation", base, noise, rng, 0) if corpus.clips["validation"] else (
-        x_train[:0], y_train[:0])
-    x_test, y_test = build_split(corpus, "testing", base, noise, rng, 0)
+    x_train, y_train, aug_train = build_split(corpus, "train", base, noise, rng, AUGMENT_COPIES)
+    x_val, y_val, _ = build_split(corpus, "validation", base, noise, rng, 0) if corpus.clips["validation"] else (
+        x_train[:0], y_train[:0], aug_train[:0])
+    x_test, y_test, _ = build_split(corpus, "testing", base, noise, rng, 0)
     f_train = raw_features(x_train, base)
+    augmented = np.flatnonzero(aug_train)
+    f_train[augmented] = np.stack([spec_augment(f_train[i], rng) for i in augmented])
     spec = dataclasses.replace(base, mean=round(float(f_train.mean()), 4), std=round(float(f_train.std()), 4))
     f_train = (f_train - spec.mean) / spec.std
     f_val = (raw_features(x_val, base) - spec.mean) / spec.std if len(x_val) else f_train[:0]
@@ -376,8 +401,11 @@ def train(o: Options) -> dict[str, Any]:
         "arch": f"ds-cnn width {o.width} blocks {o.blocks}",
         "epochs": o.epochs,
         "train_seconds": round(train_s, 1),
-        "augmentation": {"copies": AUGMENT_COPIES, "shift_ms": SHIFT_MS, "noise_probability": NOISE_PROBABILITY,
-                         "noise_volume": list(NOISE_VOLUME), "gain_db": list(GAIN_DB)},
+        "augmentation": {
+            "copies": AUGMENT_COPIES, "shift_ms": SHIFT_MS, "noise_probability": NOISE_PROBABILITY,
+            "noise_volume": list(NOISE_VOLUME), "gain_db": list(GAIN_DB),
+            "spec_augment": {"masks": MASKS, "time_frames": MAX_TIME_MASK_FRAMES, "freq_bins": MAX_FREQ_MASK_BINS},
+        },
         "io_type": "int8",
     }
     name = o.name or o.out.stem
