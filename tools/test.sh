@@ -22,7 +22,7 @@ fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,convert,audio]"
+.venv/bin/python -m pip install -q -e ".[test,convert,audio,bench]"
 # tflite-runtime 2.14 on the side (never on the agent's path): the test shows why we refuse it under numpy 2
 if [ ! -d .venv/tflite-runtime/tflite_runtime ]; then
   .venv/bin/python -m pip install -q --no-deps --target .venv/tflite-runtime "tflite-runtime==2.14.0"
