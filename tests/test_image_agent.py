@@ -103,3 +103,13 @@ def test_agent_process_never_imports_tensorflow(int8_model: Path, video: Path) -
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert "HEAVY [] 0" in result.stderr, result.stderr[-2000:]
+
+
+def test_mqtt5_delivers_the_same_contract(int8_model: Path, video: Path, broker: Broker) -> None:
+    sub = Subscriber(broker, "edge-agent/#")
+    result = run_agent(agent_args(int8_model, video, broker, "--mqtt-protocol", "5", "--max-frames", "10"))
+    assert result.returncode == 0, result.stderr
+    got = sub.wait_for("/custom/prediction", 10)
+    sub.close()
+    assert [p["seq"] for p in got] == list(range(10))
+    assert CONTRACT_FIELDS <= set(got[0])
