@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL=2
 mkdir -p "$BUILD" models samples
 
 # epochs per task; both MobileNet v1 alpha 0.35 at 96x96, int8 in and out
-declare -A EPOCHS=([waste]=25 [road]=25)
+declare -A EPOCHS=([waste]=25 [road]=60)
 ALPHA=0.35
 RES=96
 
