@@ -64,6 +64,7 @@ class Options:
     report: Path | None = None
     keep_float: Path | None = None
     keep_names: bool = False
+    per_tensor: bool = False
     command: str = ""
 
 
@@ -197,10 +198,17 @@ def convert_float(src: source.Source, hwc: tuple[int, int, int]) -> bytes:
     return _convert(src, hwc, lambda tf, conv: None)
 
 
-def convert_int8(src: source.Source, hwc: tuple[int, int, int], calib: np.ndarray, io_type: str) -> bytes:
+def convert_int8(
+    src: source.Source, hwc: tuple[int, int, int], calib: np.ndarray, io_type: str, per_tensor: bool = False
+) -> bytes:
     """Post-training full-integer quantization. Float builtins are *allowed* during conversion so
     that an op without an int8 kernel shows up in the graph (and is listed) instead of aborting
-    the converter with an MLIR error; :func:`check_int8` then decides."""
+    the converter with an MLIR error; :func:`check_int8` then decides.
+
+    By default convolution weights get one scale per output channel (TFLite's int8 spec). With
+    ``per_tensor`` every weight tensor gets a single scale and zero point: a smaller file (a small
+    model's per-channel scales, zero points and bias parameters are a visible share of it), at
+    some risk of accuracy where a layer's channels have very different ranges — measure it."""
 
     def gen() -> Any:
         for x in calib:
@@ -213,6 +221,9 @@ def convert_int8(src: source.Source, hwc: tuple[int, int, int], calib: np.ndarra
         dtype = tf.int8 if io_type == "int8" else tf.uint8
         conv.inference_input_type = dtype
         conv.inference_output_type = dtype
+        if per_tensor:
+            # No public converter flag for this; TF's own quantization tests set the same attribute.
+            conv._experimental_disable_per_channel = True
 
     return _convert(src, hwc, configure)
 
@@ -251,7 +262,7 @@ def run(o: Options) -> dict[str, Any]:
     logger.info("calibrating on %d images", len(calib))
 
     float_bytes = convert_float(src, hwc)
-    int8_bytes = convert_int8(src, hwc, calib, o.io_type)
+    int8_bytes = convert_int8(src, hwc, calib, o.io_type, o.per_tensor)
     if not o.keep_names:  # both, so the size comparison stays fair
         float_bytes, int8_bytes = graph.strip_names(float_bytes), graph.strip_names(int8_bytes)
     g = graph.read(int8_bytes)
@@ -303,6 +314,7 @@ def run(o: Options) -> dict[str, Any]:
         "alpha": side.get("alpha"),
         "resolution": side.get("resolution", hwc[0]),
         "io_type": o.io_type,
+        "weight_quantization": "per-tensor" if o.per_tensor else "per-channel",
         "float_fallback_ops": float_ops,
     }
     name = o.name or o.out.stem
@@ -323,6 +335,7 @@ def run(o: Options) -> dict[str, Any]:
         "model_file": str(o.out),
         "manifest_file": str(manifest_file),
         "io_type": o.io_type,
+        "weight_quantization": provenance["weight_quantization"],
         "labels": list(labels),
         "input": spec.to_json(),
         "graph": g.summary(),
