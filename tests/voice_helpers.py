@@ -65,6 +65,7 @@ class PulseServer:
         binary = shutil.which("pulseaudio")
         if binary is None or shutil.which("paplay") is None:
             pytest.fail("PulseAudio is not installed (apt install pulseaudio pulseaudio-utils libasound2-plugins)")
+        self.dir.mkdir(parents=True, exist_ok=True)
         script = self.dir / "test.pa"
         script.write_text(
             f"load-module module-native-protocol-unix auth-anonymous=1 socket={self.socket}\n"

@@ -52,10 +52,11 @@ MATCH_BEFORE_START_MS: Final = 0
 FA_TARGET_PER_HOUR: Final = 2.0
 TUNE_FA_PER_HOUR: Final = 1.0  # tuning aims at half the target, for margin on unseen voices
 TUNE_P90_MS: Final = 450.0
+TUNE_MIN_RECALL: Final = 0.8  # when the false-accept target is out of reach: the quietest setting above this
 GRID: Final = {
-    "threshold": (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
-    "average_window_ms": (200, 300, 500),
-    "min_count": (2, 3),
+    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97),
+    "average_window_ms": (200, 300, 400, 500),
+    "min_count": (3,),
 }
 
 
@@ -192,6 +193,7 @@ def tune(model: VoiceModel, data: Path, cache: Path, minutes: float) -> Recogniz
     cmd = posteriors(model, cmd_s)[:2]
     fa = posteriors(model, fa_s)[:2]
     best: tuple[float, RecognizerSettings] | None = None
+    fallback: tuple[float, RecognizerSettings] | None = None  # fewest false accepts with usable recall
     for th, win, mc in itertools.product(*GRID.values()):
         if win < mc * model.settings.stride_ms:
             continue
@@ -204,9 +206,17 @@ def tune(model: VoiceModel, data: Path, cache: Path, minutes: float) -> Recogniz
         key = r["recall"] - 1e-4 * th  # among equals, the lower threshold (more margin for quieter talkers)
         if ok and (best is None or key > best[0]):
             best = (key, s)
-    if best is None:
-        raise SystemExit("no setting meets the false-accept and latency targets on the validation voices")
-    return best[1]
+        usable = r["recall"] >= TUNE_MIN_RECALL and r["latency_ms"]["p90"] <= TUNE_P90_MS
+        fa_key = -r["false_accepts_per_hour"] + 1e-3 * r["recall"]
+        if usable and (fallback is None or fa_key > fallback[0]):
+            fallback = (fa_key, s)
+    if best is not None:
+        return best[1]
+    if fallback is None:
+        raise SystemExit("no setting reaches the minimum recall within the latency target on the validation voices")
+    print("WARNING: no setting meets the false-accept target on the validation voices; taking the one with the "
+          f"fewest false accepts at recall >= {TUNE_MIN_RECALL}", file=sys.stderr)
+    return fallback[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
