@@ -101,9 +101,9 @@ def test_resampler_removes_what_would_alias(rate: int) -> None:
 
 
 def test_streaming_resampler_equals_the_whole_signal_for_any_chunking() -> None:
-    x = np.random.default_rng(0).normal(0, 0.3, 48_000 * 3).astype(np.float32)
+    x = np.random.default_rng(0).normal(0, 0.3, 48_000).astype(np.float32)
     whole = resample(x, 48_000, 16_000)
-    for size in (1, 7, 960, 4096, 100_000):
+    for size in (13, 960, 4096, 100_000):
         r = Resampler(48_000, 16_000)
         parts = [r.process(x[i: i + size]) for i in range(0, len(x), size)] + [r.flush()]
         np.testing.assert_array_equal(np.concatenate(parts), whole)

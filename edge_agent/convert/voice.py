@@ -36,6 +36,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -280,7 +281,12 @@ def to_tflite(tf: Any, model: Any, calib: np.ndarray | None) -> bytes:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     try:
-        return bytes(conv.convert())
+        with warnings.catch_warnings(record=True) as caught:  # TF's converter warns freely; log, not raise
+            warnings.simplefilter("always")
+            data = bytes(conv.convert())
+        for w in caught:
+            logger.debug("converter: %s", w.message)
+        return data
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"TFLite conversion failed ({first})") from None
