@@ -219,6 +219,36 @@ def tune(model: VoiceModel, data: Path, cache: Path, minutes: float) -> Recogniz
     return fallback[1]
 
 
+def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str) -> str:
+    """The model card's measured part, in markdown, from the same figures as the JSON."""
+    m, c, fa, sp = manifest.metrics, figures["command_stream"], figures["false_accepts"], figures["speed"]
+    prov = manifest.provenance
+    target = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    rows = [
+        ("held-out clip accuracy, int8 (7 classes)", f"{100 * figures['clips_int8']['top1']:.2f} % "
+         f"({figures['clips_int8']['n']} clips)", "≥ 95 %", target(figures["clips_int8"]["top1"] >= 0.95)),
+        ("held-out clip accuracy, float32 (training report)", f"{100 * (m['float']['top1']):.2f} %",
+         "int8 within 1 point", target(abs(m["top1_drop_points"]) <= 1.0)),
+        (f"command stream: recall ({c['words']} commands, {c['voices']} held-out voices, {c['minutes']} min)",
+         f"{100 * c['recall']:.1f} % ({c['wrong_command']} wrong command, {c['missed']} missed)", "", ""),
+        (f"false accepts ({fa['minutes']} min of other words and noise)",
+         f"{fa['count']} = {fa['per_hour']:.1f} per hour", "≤ 2 per hour", target(fa["per_hour"] <= 2.0)),
+        ("detection latency after the end of a word, p50 / p90",
+         f"{c['latency_ms']['p50']:.0f} / {figures['detection_latency_p90_ms_incl_compute']:.0f} ms", "p90 ≤ 500 ms",
+         target(figures["detection_latency_p90_ms_incl_compute"] <= 500)),
+        ("real-time factor, one core", f"{sp['real_time_factor']:.4f} ({sp['ms_per_hop']:.2f} ms per 50 ms hop, "
+         f"{sp['cpu']})", "reported", ""),
+    ]
+    lines = ["| measure | value | target | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {t} | {ok} |" for a, b, t, ok in rows]
+    lines += ["", f"Recognizer settings: `{json.dumps(figures['settings'])}`.", "",
+              f"Model: {m['int8_tflite_bytes'] / 1024:.1f} KiB full int8, {m['params']:,} parameters, "
+              f"{m['macs']:,} multiply-adds per window; {prov.get('arch')}, {prov.get('epochs')} epochs, "
+              f"trained in {prov.get('train_seconds')} s.", "",
+              f"Measured with `{command}`."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=Path("models/voice.tflite"))
@@ -227,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=12.0, help="minutes of other words for false accepts")
     p.add_argument("--tune", action="store_true", help="pick recognizer settings on validation voices, save them")
     p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("--card", type=Path, help="write the measured part of the model card (markdown) here")
     a = p.parse_args(argv)
     cache = a.cache or a.data / "_eval"
     model = load_voice_model(a.model, threads=1)
@@ -265,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if a.json:
         a.json.write_text(text + "\n")
+    if a.card:
+        argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+        a.card.write_text(card(figures, load_voice_model(a.model, threads=1).manifest,
+                               f"python tools/eval_voice.py {argv_text}"))
     ok = (figures["clips_int8"]["top1"] >= 0.95 and result["false_accepts_per_hour"] <= FA_TARGET_PER_HOUR
           and figures["detection_latency_p90_ms_incl_compute"] <= 500)
     print("targets met" if ok else "TARGETS NOT MET", file=sys.stderr)
