@@ -78,6 +78,23 @@ def test_folder_to_int8_tflite_the_agent_loads(
     tpu = run_cli(capsys, "edgetpu", out, "--check-only")
     assert tpu["compatible"] is True and tpu["cpu_fallback"] == []
 
+    # --per-tensor: one scale per weight tensor (the default has one per output channel), a
+    # smaller file, still full int8, and the choice is recorded in the manifest's provenance
+    assert m.provenance["weight_quantization"] == "per-channel"
+    assert any(len(t.scale) > 1 for t in g.tensors if t.constant)
+    out_pt = tmp_path / "road_pt.tflite"
+    result_pt = run_cli(capsys, "quantize", keras_path, "--out", out_pt, "--task", "road", "--num-calibration", "32",
+                        "--per-tensor")
+    g_pt = graph.read(out_pt)
+    assert g_pt.is_full_int8() and not g_pt.float_ops()
+    assert all(len(t.scale) <= 1 for t in g_pt.tensors)
+    assert out_pt.stat().st_size < out.stat().st_size
+    assert result_pt["metrics"]["size_ratio"] < result["metrics"]["size_ratio"]
+    m_pt = manifest_mod.load(manifest_mod.manifest_path_for(out_pt))
+    assert m_pt.provenance["weight_quantization"] == "per-tensor" and "--per-tensor" in m_pt.provenance["command"]
+    assert m_pt.metrics["int8"]["n"] == m.metrics["int8"]["n"]
+    assert Engine.load(out_pt, expected_sha256=m_pt.sha256).input_dtype == np.int8
+
 
 def _notebook_model(num_classes: int, size: int) -> Any:
     """The course notebook's shape: MobileNet base + Flatten + Dense(256) + Dropout + Dense(n)."""
