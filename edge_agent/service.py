@@ -298,7 +298,16 @@ class Pipeline:
             logger.info("remote control applied: %s", command)
 
 
-def agent_info(config: Config, model: LoadedModel) -> dict[str, Any]:
+class RunningModel(Protocol):
+    """What ``info`` needs of a loaded model, image or voice."""
+
+    engine: Engine
+    labels: tuple[str, ...]
+    name: str
+    sha256: str
+
+
+def agent_info(config: Config, model: RunningModel) -> dict[str, Any]:
     """The retained ``info`` message: what runs here."""
     engine = model.engine
     return {"version": __version__, "task": config.task, "device": config.device_id,

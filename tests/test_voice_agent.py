@@ -12,6 +12,7 @@ import pytest
 
 from edge_agent import manifest as manifest_mod
 from edge_agent.sources.wav import read_wav, write_wav
+from tests import ha_schema
 from tests.helpers import Broker, Subscriber, assert_one_line_error, run_agent
 from tests.voice_helpers import HELD_OUT_VOICE, VOICE_MODEL, speech_stream
 
@@ -32,7 +33,7 @@ def on_off_yes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tup
 def test_on_off_yes_from_a_held_out_voice_are_exactly_three_commands_in_order(
         on_off_yes: tuple[Path, list[tuple[str, float, float]]], broker: Broker) -> None:
     wav, marks = on_off_yes
-    sub = Subscriber(broker, "edge-agent/#")
+    sub = Subscriber(broker, "#")
     result = run_agent(voice_args(broker, "--source", str(wav)))
     assert result.returncode == 0, result.stderr[-3000:]
     got = sub.wait_for("/voice/command", 3, timeout=10)
@@ -50,6 +51,13 @@ def test_on_off_yes_from_a_held_out_voice_are_exactly_three_commands_in_order(
         assert p["ts"].endswith("Z") and len(p["ts"]) == len("2026-01-01T00:00:00.000Z")
         assert p["model"]["sha256"] == manifest_mod.load(VOICE_MODEL.with_suffix(".json")).sha256[:12]
     assert len({p["run"] for p in got}) == 1
+    # Home Assistant sees the commands as an event entity whose value template reads this payload
+    event = json.loads(sub.raw("homeassistant/event/pi1/voice_command/config")[0])
+    assert ha_schema.check("event", event) == []
+    assert event["event_types"] == ["yes", "no", "on", "off", "stop"]
+    assert event["state_topic"] == "edge-agent/pi1/voice/command"
+    info = json.loads(sub.raw("edge-agent/pi1/info")[0])
+    assert info["task"] == "voice" and info["model"]["name"] == "voice"
 
 
 def test_the_same_stream_at_44_1_khz_gives_the_same_commands(

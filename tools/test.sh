@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # pulseaudio + libportaudio2 (the real microphone path), gcc (the libedgetpu stand-in), systemd
 # (systemd-analyze for the unit files), python3-venv.
 PKGS="python3 python3-venv python3-dev mosquitto mosquitto-clients openssl espeak-ng sox pulseaudio \
-pulseaudio-utils libportaudio2 gcc libc6-dev systemd"
+pulseaudio-utils libasound2-plugins libportaudio2 gcc libc6-dev systemd"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

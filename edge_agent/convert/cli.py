@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Train, quantize (full int8), check and describe MobileNet "
                                 "image classifiers for edge-agent.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # handled before parsing (its own parser in convert/voice.py); listed here for --help
+    sub.add_parser("train-voice", add_help=False,
+                   help="Speech Commands folder → full-int8 keyword model + manifest + report")
 
     t = sub.add_parser("train", help="image folder (one sub-folder per class) → Keras model")
     t.add_argument("data", type=Path, help="folder with one sub-folder of images per class")
@@ -201,6 +204,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "train-voice":
+        from .voice import train_voice_main
+
+        return int(train_voice_main(args_list[1:]))
     a = parser().parse_args(args_list)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, stream=sys.stderr,
                         format=f"{PROG}: %(levelname)s: %(message)s")

@@ -10,7 +10,10 @@ A microphone that disappears is reopened with backoff; the process lives on.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
+import queue
 import secrets
 import time
 from pathlib import Path
@@ -18,7 +21,10 @@ from typing import Any, Final, Protocol
 
 from ..config import Config
 from ..errors import ConfigError, EdgeAgentError, ExitCode, PublishError, SourceError
+from ..hub import Command as HubCommand
+from ..hub import Hub, percentile
 from ..publish.base import Publisher
+from ..publish.mqtt import MqttPublisher
 from ..sources.base import SourceLost
 from ..sources.wav import AudioBlock, WavSource
 from .payload import SUBTOPIC, command_payload
@@ -83,9 +89,41 @@ class VoiceAgent:
         self.published = 0
         self.reopens = 0
         self.started = time.monotonic()
+        self.commands: queue.Queue[HubCommand] | None = None  # remote control, drained between hops
+        self.paused = False
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=256)
+
+    def metrics(self) -> dict[str, Any]:
+        """The numbers for ``{prefix}/{device_id}/metrics`` (read from the metrics thread)."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        lat = list(self.latencies_ms)
+        return {"fps": round(self.spotter.inferences / elapsed, 2), "frames": self.spotter.inferences,
+                "published": self.published, "frames_dropped": self.source.overflows,
+                "last_label": None, "latency_ms": {"p50": round(percentile(lat, 50), 2),
+                                                   "p95": round(percentile(lat, 95), 2)}}
+
+    def apply_commands(self) -> None:
+        """Remote control: pause/resume and the threshold apply to voice; the image-only publish
+        policy settings are ignored with a log line."""
+        while self.commands is not None:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if command.paused is not None:
+                self.paused = command.paused
+            if command.threshold is not None:
+                settings = dataclasses.replace(self.model.settings, threshold=command.threshold)
+                self.model = dataclasses.replace(self.model, settings=settings)
+                self.spotter = KeywordSpotter(self.model)
+            if command.max_rate is not None or command.on_change is not None:
+                logger.info("remote control: the publish policy does not apply to voice commands")
+            logger.info("remote control applied: %s", command)
 
     def publish(self, command: Command, block: AudioBlock) -> dict[str, Any]:
         now_mono, now = time.monotonic(), time.time()
+        latency_ms = (now_mono - block.end_mono) * 1000.0
+        self.latencies_ms.append(latency_ms)
         payload = command_payload(
             task=self.config.task,
             command=command.label,
@@ -94,7 +132,7 @@ class VoiceAgent:
             run=self.run_id,
             audio_ts=now - (now_mono - block.end_mono),
             now=now,
-            latency_ms=(now_mono - block.end_mono) * 1000.0,
+            latency_ms=latency_ms,
             model_name=self.model.name,
             model_sha256=self.model.sha256,
             device_id=self.config.device_id,
@@ -161,6 +199,10 @@ class VoiceAgent:
                 if self.source.ended:
                     break
                 continue  # no audio, no watchdog ping: a stuck device gets us restarted
+            self.apply_commands()
+            if self.paused:
+                notifier.watchdog()
+                continue
             command = self.spotter.push(block.samples)
             if command is not None:
                 self.publish(command, block)
@@ -183,23 +225,30 @@ class VoiceAgent:
 
 def run_audio(config: Config, controls: Any) -> ExitCode:
     """Build everything in order, run, tear down in reverse order (mirrors ``service.run``)."""
-    from ..service import make_publisher  # the composition root owns publisher construction
+    from ..service import agent_info, make_publisher  # the composition root owns these
 
     model = voice_model_for(config)
     source = make_audio_source(config, model.spec.sample_rate)
     source.open()  # a wrong microphone or file fails here, before we announce ourselves online
+    hub: Hub | None = None
     try:
         publisher = make_publisher(config)
+        agent = VoiceAgent(config, model, source, publisher)
+        if isinstance(publisher, MqttPublisher):  # Home Assistant's event entity, info, metrics, control
+            hub = Hub(config, publisher, model.labels, agent_info(config, model), agent.metrics)
+            agent.commands = hub.commands
+            hub.start()
         publisher.start()
     except BaseException:
         source.close()
         raise
-    agent = VoiceAgent(config, model, source, publisher)
     try:
         code = agent.run(controls)
     finally:
         controls.notifier.stopping()
         agent.source.close()
+        if hub is not None:
+            hub.stop()
         if not publisher.flush(END_FLUSH_S if not controls.stop.is_set() else STOP_FLUSH_S):
             logger.warning("stopping with commands the broker has not acknowledged yet")
         publisher.stop()
