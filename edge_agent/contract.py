@@ -32,29 +32,41 @@ def iso_utc(ts: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def prediction_payload(
+def stamp(
+    payload: dict[str, Any],
     *,
-    task: str,
-    prediction: Prediction,
     seq: int,
     run: str,
-    frame_ts: float,
     now: float,
     latency_ms: float,
     model_name: str,
     model_sha256: str,
     device_id: str,
 ) -> dict[str, Any]:
-    return {
-        "task": task,
-        "label": prediction.label,
-        "score": prediction.score,
-        "top": [{"label": s.label, "score": s.score} for s in prediction.top],
+    """The fields every published event carries, image prediction or voice command alike."""
+    payload.update({
         "ts": iso_utc(now),
-        "frame_ts": iso_utc(frame_ts),
         "seq": seq,
         "run": run,
         "latency_ms": round(latency_ms, 2),
         "model": {"name": model_name, "sha256": model_sha256[:12]},
         "device": device_id,
-    }
+    })
+    return payload
+
+
+def prediction_payload(
+    *,
+    task: str,
+    prediction: Prediction,
+    frame_ts: float,
+    **envelope: Any,
+) -> dict[str, Any]:
+    """An image prediction: label, score and top-k, the frame's capture time, and :func:`stamp`'s fields."""
+    return stamp({
+        "task": task,
+        "label": prediction.label,
+        "score": prediction.score,
+        "top": [{"label": s.label, "score": s.score} for s in prediction.top],
+        "frame_ts": iso_utc(frame_ts),
+    }, **envelope)

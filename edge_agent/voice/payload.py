@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ..contract import iso_utc
+from ..contract import iso_utc, stamp
 
 SUBTOPIC: Final = "voice/command"
 
@@ -30,15 +30,10 @@ def command_payload(
     device_id: str,
 ) -> dict[str, Any]:
     """``latency_ms``: from the end of the deciding audio window to this publish (monotonic clock)."""
-    return {
+    return stamp({
         "task": task,
         "command": command,
         "score": round(float(score), 4),
-        "ts": iso_utc(now),
         "audio_ts": iso_utc(audio_ts),
-        "seq": seq,
-        "run": run,
-        "latency_ms": round(latency_ms, 2),
-        "model": {"name": model_name, "sha256": model_sha256[:12]},
-        "device": device_id,
-    }
+    }, seq=seq, run=run, now=now, latency_ms=latency_ms, model_name=model_name, model_sha256=model_sha256,
+        device_id=device_id)
