@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+import logging
+import threading
+from typing import Final, Protocol
 
 import numpy as np
+
+from ..errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_MIN_S: Final = 0.5
+BACKOFF_MAX_S: Final = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,3 +44,33 @@ class Source(Protocol):
     def read(self) -> np.ndarray | None: ...
 
     def close(self) -> None: ...
+
+
+class Reopenable(Protocol):
+    name: str
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def reopen_with_backoff(source: Reopenable, why: str, stop: threading.Event,
+                        backoff_max_s: float = BACKOFF_MAX_S) -> bool:
+    """Close a failed live source (camera, stream, microphone) and reopen it, waiting 0.5 s
+    doubling to ``backoff_max_s`` between tries, so the process lives on through an unplug.
+    True once it is open again; False when ``stop`` is set first."""
+    logger.warning("%s; reopening", why)
+    delay = BACKOFF_MIN_S
+    while not stop.is_set():
+        source.close()
+        if stop.wait(delay):
+            return False
+        try:
+            source.open()
+        except SourceError as e:
+            delay = min(delay * 2, backoff_max_s)
+            logger.warning("%s; retrying in %.1f s", e, delay)
+            continue
+        logger.info("%s reopened", source.name)
+        return True
+    return False

@@ -19,15 +19,13 @@ import time
 from typing import Final
 
 from ..errors import SourceError
-from .base import Frame, Source, SourceLost
+from .base import BACKOFF_MAX_S, Frame, Source, SourceLost, reopen_with_backoff
 
 logger = logging.getLogger(__name__)
 
 FILE_QUEUE_FRAMES: Final = 1  # decode the next frame while this one is inferred; more only adds latency
 SLOT_WAIT_S: Final = 0.2  # how often a reader waiting for the consumer checks for stop
 STOP_WAIT_S: Final = 1.0  # how long stop() waits for a read in progress
-BACKOFF_MIN_S: Final = 0.5
-BACKOFF_MAX_S: Final = 30.0
 
 
 class FrameReader:
@@ -144,20 +142,7 @@ class FrameReader:
         return False
 
     def _reopen(self, why: str) -> bool:
-        """Close and reopen a failed live source with backoff; False once we are told to stop."""
-        logger.warning("%s; reopening", why)
-        delay = BACKOFF_MIN_S
-        while not self._stop.is_set():
-            self.source.close()
-            if self._stop.wait(delay):
-                return False
-            try:
-                self.source.open()
-            except SourceError as e:
-                delay = min(delay * 2, self.backoff_max_s)
-                logger.warning("%s; retrying in %.1f s", e, delay)
-                continue
-            self.reopens += 1
-            logger.info("%s reopened", self.source.name)
-            return True
-        return False
+        if not reopen_with_backoff(self.source, why, self._stop, self.backoff_max_s):
+            return False
+        self.reopens += 1
+        return True

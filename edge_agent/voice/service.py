@@ -25,7 +25,7 @@ from ..hub import Command as HubCommand
 from ..hub import Hub, percentile
 from ..publish.base import Publisher
 from ..publish.mqtt import MqttPublisher
-from ..sources.base import SourceLost
+from ..sources.base import SourceLost, reopen_with_backoff
 from ..sources.wav import AudioBlock, WavSource
 from .payload import SUBTOPIC, command_payload
 from .recognizer import Command
@@ -37,8 +37,6 @@ READ_WAIT_S: Final = 0.5  # how long the loop waits for audio before checking fo
 END_FLUSH_S: Final = 10.0  # at the end of a file, wait this long for the broker's acks
 STOP_FLUSH_S: Final = 3.0
 STATUS_EVERY_S: Final = 5.0
-REOPEN_MIN_S: Final = 0.5
-REOPEN_MAX_S: Final = 30.0
 WAV_SUFFIXES: Final = (".wav", ".wave")
 
 
@@ -145,22 +143,11 @@ class VoiceAgent:
 
     def _reopen(self, why: str, controls: Any) -> bool:
         """A live source failed: close it and reopen with backoff; False once told to stop."""
-        logger.warning("%s; reopening", why)
-        delay = REOPEN_MIN_S
-        while not controls.stop.is_set():
-            self.source.close()
-            if controls.stop.wait(delay):
-                return False
-            try:
-                self.source.open()
-            except SourceError as e:
-                delay = min(delay * 2, REOPEN_MAX_S)
-                logger.warning("%s; retrying in %.1f s", e, delay)
-                continue
-            self.reopens += 1
-            self.spotter = KeywordSpotter(self.model)  # a gap in the audio: start the window afresh
-            return True
-        return False
+        if not reopen_with_backoff(self.source, why, controls.stop):
+            return False
+        self.reopens += 1
+        self.spotter = KeywordSpotter(self.model)  # a gap in the audio: start the window afresh
+        return True
 
     def reload(self, controls: Any) -> None:
         """SIGHUP: read the config again and swap model and thresholds; on any error keep going.
