@@ -28,7 +28,7 @@ from .engine import Engine
 from .errors import ConfigError, EdgeAgentError, ExitCode, ModelError, PublishError
 from .hub import Command, Hub, percentile
 from .manifest import ImageInput, Manifest
-from .postprocess import Prediction, PublishPolicy, Smoother, predict
+from .postprocess import PublishPolicy, Smoother, predict
 from .preprocess import image as image_pre
 from .publish.base import Publisher
 from .publish.mqtt import MqttPublisher
@@ -80,8 +80,6 @@ def load_model(config: Config) -> LoadedModel:
         labels = manifest.labels
     if manifest is not None and manifest.kind != "image" and TASKS[config.task].kind == "image":
         raise ModelError(f"model {path}: its manifest says it is an {manifest.kind} model, not an image model")
-    if manifest is None and not path.exists():
-        raise ModelError(f"model {path}: file not found")
     engine = Engine.load(
         path,
         threads=effective_threads(config),
@@ -203,7 +201,6 @@ class Pipeline:
         self.run_id = secrets.token_hex(4)
         self.seq = 0
         self.stats = Stats()
-        self.on_prediction: Callable[[Prediction, Frame], None] | None = None  # hook for tools
         self.commands: queue.Queue[Command] | None = None  # remote control, drained between frames
         self.paused = False
         self.reconfigure(config, model, reader)
@@ -226,8 +223,6 @@ class Pipeline:
         prediction = predict(scores, self.model.labels, self.config.postprocess.top_k)
         self.stats.frames += 1
         self.stats.last_label = prediction.label
-        if self.on_prediction is not None:
-            self.on_prediction(prediction, frame)
         now_mono = time.monotonic()
         if not self.policy.decide(prediction, now_mono):
             return None
