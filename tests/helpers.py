@@ -31,6 +31,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[Any] | None, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``: for the servers tests start (mosquitto, PulseAudio)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Broker:
     """A real mosquitto on 127.0.0.1, configured by the test (plain, password, TLS, ACL)."""
 
@@ -69,13 +81,7 @@ class Broker:
         raise RuntimeError("mosquitto did not start")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

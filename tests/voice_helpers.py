@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +16,7 @@ import pytest
 
 from edge_agent.preprocess.audio import SAMPLE_RATE_HZ
 from edge_agent.sources.wav import write_wav
-from tests.helpers import REPO
+from tests.helpers import REPO, stop_process
 from tools import gen_voice_data as gen  # a script in tools/, importable from the repository root
 
 VOICE_MODEL = REPO / "models" / "voice.tflite"
@@ -95,13 +94,7 @@ class PulseServer:
                               capture_output=True, timeout=120)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 
