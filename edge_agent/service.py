@@ -120,8 +120,17 @@ class ImageInference:
         self.model = model
         self._fill = image_pre.make_fill(model.engine.table_for(model.spec))
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        small = image_pre.resize(image, self.model.spec)
+    def prepare(self, image: np.ndarray) -> tuple[object, np.ndarray]:
+        """The resize, tagged with this model's input spec: the reader thread runs it for the next
+        frame while this one is inferred (see :class:`FrameReader`)."""
+        return self.model.spec, image_pre.resize(image, self.model.spec)
+
+    def __call__(self, frame: Frame) -> np.ndarray:
+        prepared = frame.prepared
+        if prepared is not None and prepared[0] is self.model.spec:
+            small = prepared[1]
+        else:  # not prepared, or prepared for the model before a reload
+            small = image_pre.resize(frame.image, self.model.spec)
         return self.model.engine.run(lambda view: self._fill(small, view))
 
 
@@ -214,9 +223,10 @@ class Pipeline:
         self.policy = PublishPolicy(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis)
         self.subtopic = f"{config.task}/prediction"
         self._inference = ImageInference(model)
+        reader.prepare = self._inference.prepare  # the resize runs in the reader thread, overlapped
 
     def infer(self, frame: Frame) -> np.ndarray:
-        return self._inference(frame.image)
+        return self._inference(frame)
 
     def step(self, frame: Frame) -> dict[str, Any] | None:
         scores = self.smoother.update(self.infer(frame))

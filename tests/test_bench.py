@@ -22,7 +22,7 @@ MODEL = ("path", "name", "bytes", "sha256", "input", "outputs", "precision", "pa
          "ops", "accuracy")
 TOP = ("schema", "mode", "title", "created", "duration_s", "command", "machine", "machine_after", "models",
        "settings", "results", "targets", "warnings")
-STAGES = ("capture", "wait", "preprocess", "invoke", "postprocess", "publish")
+STAGES = ("capture", "resize", "wait", "preprocess", "invoke", "postprocess", "publish")
 BASELINE_STAGES = ("capture", "preprocess", "invoke", "postprocess", "publish")
 
 

@@ -16,6 +16,7 @@ from edge_agent.config import Config
 from edge_agent.manifest import ImageInput
 from edge_agent.preprocess import image as pre
 from edge_agent.service import ImageInference, load_model
+from edge_agent.sources.base import Frame
 from tests.helpers import REPO, agent_env, assert_one_line_error, make_video, run_agent
 
 
@@ -41,7 +42,9 @@ def test_agent_outputs_equal_a_direct_interpreter_call(model_dir: Path, io_type:
     rng = np.random.default_rng(1)
     for _ in range(3):
         frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-        ours = infer(frame)
+        ours = infer(Frame(frame, 0.0, 0.0, 0))
+        # resized ahead in the reader thread (as the agent runs): the same scores
+        np.testing.assert_array_equal(infer(Frame(frame, 0.0, 0.0, 0, infer.prepare(frame))), ours)
         rgb = pre.resize(frame, loaded.spec)
         spec = loaded.spec
         if io_type == "float32":
@@ -125,3 +128,14 @@ def test_edgetpu_fallback_runs_on_cpu_with_a_warning(int8_model: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     assert "running on the CPU instead" in result.stderr
     assert len(result.stdout.splitlines()) == 5
+
+
+def test_a_frame_prepared_for_another_model_is_resized_again(model_dir: Path) -> None:
+    """After a reload to a model of another input size, frames the reader resized for the old one
+    are still in flight: they must be resized for the new model, not fed at the wrong size."""
+    config = Config(task="custom")
+    config.model.path = str(model_dir / "tiny_int8.tflite")
+    infer = ImageInference(load_model(config))
+    frame = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    stale = (object(), np.zeros((10, 10, 3), np.uint8))  # what an old model's prepare left
+    np.testing.assert_array_equal(infer(Frame(frame, 0.0, 0.0, 0, stale)), infer(Frame(frame, 0.0, 0.0, 0)))

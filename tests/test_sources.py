@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -95,3 +96,30 @@ def test_live_source_serves_the_freshest_frame_and_counts_drops() -> None:
         reader.stop()
     assert max(ages) < 0.03, ages  # always a frame from the last few ms, never a backlog
     assert reader.dropped > 100
+
+
+def test_reader_prepares_each_frame_in_its_thread_and_survives_a_failing_prepare() -> None:
+    """The resize runs in the reader thread (overlapping inference); a prepare that raises leaves
+    the frame unprepared for the consumer to handle, and the reader keeps reading."""
+    tag = object()
+    calls: list[str] = []
+
+    def prepare(image: np.ndarray) -> tuple[object, np.ndarray]:
+        calls.append(threading.current_thread().name)
+        if len(calls) % 2 == 0:
+            raise ValueError("odd frame")
+        return tag, image[:2, :2]
+
+    camera = FastCamera()
+    camera.live = False  # a file: every frame delivered, in order
+    reader = FrameReader(camera, prepare=prepare)
+    reader.start()
+    try:
+        frames = [reader.get(timeout=1.0) for _ in range(6)]
+    finally:
+        reader.stop()
+    assert [f is not None and f.prepared is not None for f in frames] == [True, False] * 3
+    for f in frames[::2]:
+        assert f is not None and f.prepared is not None
+        assert f.prepared[0] is tag and f.prepared[1].shape == (2, 2, 3)
+    assert set(calls) == {"frame-reader"}

@@ -391,6 +391,7 @@ class Recorder:
         self.cur: dict[str, float] = {}
         self.frames: list[dict[str, float]] = []
         self.capture: list[float] = []
+        self.resize: list[float] = []  # the reader thread's prepare (resize), overlapped like capture
 
     def add(self, stage: str, ms: float) -> None:
         self.cur[stage] = self.cur.get(stage, 0.0) + ms
@@ -567,7 +568,15 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
         if cfg.sink == "mqtt" and not getattr(inner, "wait_connected", lambda t: True)(MQTT_CONNECT_TIMEOUT_S):
             raise RuntimeError(f"the agent could not connect to {a.mqtt_host}:{a.mqtt_port}")
         pipeline = service.Pipeline(cfg, loaded, reader, publisher)
-        step, infer, get = pipeline.step, pipeline.infer, reader.get
+        step, infer, get, prepare = pipeline.step, pipeline.infer, reader.get, reader.prepare
+        if prepare is not None:
+            def timed_prepare(image: np.ndarray) -> tuple[object, np.ndarray]:
+                t0 = time.perf_counter()
+                out = prepare(image)
+                rec.resize.append((time.perf_counter() - t0) * 1000)
+                return out
+
+            reader.prepare = timed_prepare
         marks: list[float] = []
 
         def timed_step(frame: Frame) -> Any:
@@ -604,6 +613,7 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
 
     stages = {
         "capture": summarize(rec.capture[a.warmup:]),
+        "resize": summarize(rec.resize[a.warmup:]),
         "wait": stage("wait", lambda f: f.get("wait", 0.0)),
         "preprocess": stage("preprocess", lambda f: f["infer"] - f.get("invoke", 0.0) - f.get("scores", 0.0)),
         "invoke": stage("invoke", lambda f: f.get("invoke", 0.0)),
@@ -989,19 +999,19 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8)
 
     def stage_panel(ax: Any) -> None:
-        stages = ("capture", "preprocess", "invoke", "postprocess", "publish")
+        stages = ("capture", "resize", "preprocess", "invoke", "postprocess", "publish")
         bars = []
         for k, label in (("pipeline", "agent"), ("baseline", "tutorial")):
             for t in sorted({r["threads"] for r in res.get(k) or []}):
                 rows = [r for r in res[k] if r["threads"] == t]
-                bars.append((f"{label}\n{t}T", {s: statistics.median([r["stages"][s]["mean"] for r in rows])
-                                                for s in stages}))
+                bars.append((f"{label}\n{t}T", {s: statistics.median([r["stages"].get(s, {}).get("mean", 0.0)
+                                                                        for r in rows]) for s in stages}))
         bottom = np.zeros(len(bars))
         for s in stages:
             vals = np.array([b[1][s] for b in bars])
             ax.bar([b[0] for b in bars], vals, bottom=bottom, label=s)
             bottom += vals
-        ax.set_ylabel("ms per frame (mean; agent's capture runs in its own thread)")
+        ax.set_ylabel("ms per frame (mean; the agent's capture and resize run in its reader thread)")
         ax.set_title("Where the time goes")
         ax.legend(fontsize=8)
 

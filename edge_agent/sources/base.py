@@ -25,6 +25,9 @@ class Frame:
     ts: float  # wall clock (time.time()) at capture: what the hub sees as frame_ts
     mono: float  # time.monotonic() at capture: for latency, immune to clock steps
     index: int
+    # What the reader thread's ``prepare`` made of ``image`` (the resized model input), tagged by
+    # whoever prepared it so a consumer can tell it is for its own model; None when not prepared.
+    prepared: tuple[object, np.ndarray] | None = None
 
 
 class SourceLost(Exception):

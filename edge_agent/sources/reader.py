@@ -8,6 +8,12 @@ inference, but a frame is not decoded (and stamped) long before it is used. Read
 longer queue added a full inference period of capture → publish latency per queued frame
 (measured by tools/bench.py: p50 105 ms → 2 invokes at ~18 ms each) for no gain in throughput.
 A live source that fails is closed and reopened with exponential backoff; the process lives on.
+
+``prepare`` (set by the service to the model's resize) runs in the reader thread too, so the
+resize of frame n+1 overlaps the invoke of frame n just as its decode does: the main thread only
+writes the small image through the lookup table into the input tensor. Measured by
+tools/bench.py (docs/BENCHMARKS.md). If ``prepare`` fails the frame goes on unprepared and the
+consumer's own resize reports the problem, exactly as before.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Final
+
+import numpy as np
 
 from ..errors import SourceError
 from .base import BACKOFF_MAX_S, Frame, Source, SourceLost, reopen_with_backoff
@@ -28,9 +37,13 @@ SLOT_WAIT_S: Final = 0.2  # how often a reader waiting for the consumer checks f
 STOP_WAIT_S: Final = 1.0  # how long stop() waits for a read in progress
 
 
+Prepare = Callable[[np.ndarray], tuple[object, np.ndarray]]
+
+
 class FrameReader:
-    def __init__(self, source: Source, backoff_max_s: float = BACKOFF_MAX_S) -> None:
+    def __init__(self, source: Source, backoff_max_s: float = BACKOFF_MAX_S, prepare: Prepare | None = None) -> None:
         self.source = source
+        self.prepare = prepare  # swapped by the service on reload; read once per frame
         self.backoff_max_s = backoff_max_s
         self.dropped = 0  # live frames replaced before inference took them
         self.reopens = 0
@@ -118,7 +131,7 @@ class FrameReader:
                 if image is None:
                     return
                 now_wall, now_mono = time.time(), time.monotonic()
-                self._deliver(Frame(image, now_wall, now_mono, index))
+                self._deliver(Frame(image, now_wall, now_mono, index, self._prepare(image)))
                 index += 1
                 self.frames += 1
         except SourceError as e:
@@ -133,6 +146,15 @@ class FrameReader:
             self._ended.set()
             with self._cond:
                 self._cond.notify_all()
+
+    def _prepare(self, image: np.ndarray) -> tuple[object, np.ndarray] | None:
+        prepare = self.prepare
+        if prepare is None:
+            return None
+        try:
+            return prepare(image)
+        except Exception:  # the consumer resizes it again and reports the error where it always did
+            return None
 
     def _wait_for_slot(self) -> bool:
         """Block until the consumer has room for one more frame; False once we are told to stop."""
