@@ -214,3 +214,35 @@ def test_list_devices_without_portaudio_devices_still_exits_cleanly() -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode in (0, 3), result.stderr
     assert os.linesep in result.stdout
+
+
+@pytest.mark.slow
+def test_a_microphone_that_goes_away_is_reopened_with_backoff_and_heard_again(
+        pulse: PulseServer, broker: Broker, tmp_path: Path) -> None:
+    """Pulling the USB microphone, as far as the agent can tell: the audio server under it dies.
+    The agent stays up, retries with backoff, and hears commands once the device is back."""
+    wav = tmp_path / "speech.wav"
+    speech_stream(wav, ["yes"], seed=12, rate=SINK_RATE_HZ)
+    sub = Subscriber(broker, "edge-agent/#")
+    proc = start_agent(["--task", "voice", "--mic", "pulse", "--mqtt-host", broker.host, "--mqtt-port",
+                        str(broker.port), "--device-id", "pi1", "--threads", "1"], env=agent_env(**pulse.env))
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    with running(proc):
+        assert proc.stderr is not None
+        threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
+        assert wait_for_line(lines, "capturing at", 30, seen), "".join(seen)
+        pulse.stop()
+        assert wait_for_line(lines, "reopening", 15, seen), "".join(seen[-20:])
+        assert wait_for_line(lines, "retrying in", 10, seen), "".join(seen[-20:])  # still away: backoff
+        assert proc.poll() is None
+        pulse.start()
+        assert wait_for_line(lines, "reopened", 40, seen), "".join(seen[-20:])
+        time.sleep(1.2)
+        played = pulse.play(wav)
+        assert played.returncode == 0, played.stderr
+        got = sub.wait_for("/voice/command", 1, timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    sub.close()
+    assert [p["command"] for p in got] == ["yes"], "".join(seen[-30:])
