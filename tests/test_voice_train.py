@@ -71,3 +71,23 @@ def test_train_voice_writes_a_full_int8_model_the_agent_loads(tmp_path: Path) ->
     assert model.engine.input_dtype == np.int8 and model.engine.input_shape == (1, 49, 40, 1)
     assert model.spec.std > 0 and model.spec.mean < 0  # measured on the training features
     assert out.with_suffix(".report.md").read_text().startswith("# Training report: kws")
+
+
+def test_class_weights_balance_commands_against_a_data_set_rich_in_other_words() -> None:
+    labels = ("yes", "no", "on", "off", "stop", "_silence_", "_unknown_")
+    y = np.array([0] * 10 + [1] * 12 + [2] * 10 + [3] * 10 + [4] * 10 + [5] * 20 + [6] * 200)
+    w = train_mod.class_weights(y, labels)
+    totals = {labels[i]: w[i] * int((y == i).sum()) for i in range(len(labels))}
+    for name in ("no", "on", "off", "stop", "_silence_"):
+        assert totals[name] == pytest.approx(totals["yes"])
+    assert totals["_unknown_"] == pytest.approx(train_mod.UNKNOWN_WEIGHT_SHARE * totals["yes"])
+    assert sum(totals.values()) == pytest.approx(len(y))  # the mean weight per example stays 1
+
+
+def test_mel_warp_moves_a_formant_up_or_down_and_leaves_alpha_one_alone() -> None:
+    f = np.zeros((49, 40), np.float32)
+    f[:, 20] = 1.0
+    np.testing.assert_array_equal(train_mod.warp(f, 1.0), f)
+    assert int(np.argmax(train_mod.warp(f, 1.1)[0])) == 22  # a shorter vocal tract: formants higher
+    assert int(np.argmax(train_mod.warp(f, 0.9)[0])) == 18
+    assert train_mod.warp(f, 1.12).shape == f.shape

@@ -11,15 +11,27 @@ variants in :data:`TEST_VARIANTS` (and :data:`VAL_VARIANTS`) are never heard in 
 accent, so the held-out accuracy says how the model does on a timbre it never heard — the
 question a user in a living room asks. Speed, pitch, loudness, time shift and noise vary per clip.
 
-Needs only espeak-ng (``apt install espeak-ng``): no downloads. Usage:
-    python tools/gen_voice_data.py OUT [--per-word 2] [--others-per-voice 10] [--seed 0]
+What is *not* a command (``_unknown_``) is learnt from variety: ~550 everyday words, 400 made-up
+words (espeak reads them by English spelling rules), 400 made-up near misses two phonemes from a
+command ("stoff", "yeth": without them "stuff" is heard as "stop") and two-word phrases. Words one phoneme from
+a command, or starting or ending with one ("go", "nose", "gone"), are left out (:func:`too_close`);
+the words in :data:`UNSEEN_WORDS_RAW` are kept for ``tools/eval_voice.py``'s false-accept stream and
+never trained on. Training voices say many other words each; held-out voices few, so the test
+split keeps Speech Commands' balance (``_unknown_`` about one command's share).
+
+Needs only espeak-ng (``apt install espeak-ng``): no downloads. Voices run in parallel worker
+processes, each with its own seeded generator (the output does not depend on ``--jobs``). Usage:
+    python tools/gen_voice_data.py OUT [--per-word 3] [--others-per-voice 36] [--held-out-others 6] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
 import wave
@@ -35,17 +47,45 @@ from edge_agent.preprocess.audio import SAMPLE_RATE_HZ, resample, to_float
 from edge_agent.sources.wav import write_wav
 
 COMMANDS: Final = ("yes", "no", "on", "off", "stop")
-# Speech Commands' auxiliary words (and two more). No minimal pairs of a command ("an"/"on",
-# "of"/"off", "know"/"no", "step"/"stop"), no word that starts with one ("often", "yesterday",
-# "stopwatch"): espeak-ng renders those too close to the command for any 1 s classifier, and a
-# person saying them near the device would be heard as the command by people too.
-OTHER_WORDS: Final = (
-    "go", "up", "down", "left", "right", "cat", "dog", "bird", "bed", "house", "tree", "wow", "happy",
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "zero", "learn", "follow",
-    "forward", "backward", "visual", "sheila", "marvin", "under", "yellow",
-)
+# Speech Commands' auxiliary words and a few hundred everyday ones: a 1 s classifier learns what is
+# *not* a command only from variety. :func:`vocabulary` drops those too close to a command (see there).
+_OTHER_WORDS_TEXT: Final = """
+go up down left right cat dog bird bed house tree wow happy one two three four five six seven eight nine zero
+learn follow forward backward visual sheila marvin under yellow
+about above across after afternoon air all almost alone along always am among and animal answer any
+apple april arm around art ask away baby back bad bag ball banana band bank bath beach bear beautiful
+because become before begin behind believe bell below best better between big bike black blue board boat
+body book born both bottle bottom box boy bread break breakfast bring brother brown build bus busy but
+buy cake call came camera can car card care carry case catch chair change cheap cheese chicken child
+choose church city class clean clear clock close cloud coat cold colour come computer cook cool corner
+could count country course cousin cover cow cream cup cut dad dance dark daughter day dear decide deep
+desk did different dinosaur doctor door draw dream dress drink drive dry duck during each ear early earth
+easy eat egg eleven else email empty end enjoy enough every example eye face fact family far farm fast
+father feel few field fill film find fine finger fire first fish fit floor flower fly food foot forest
+forget fork free fresh friday friend from front fruit full fun funny game girl give glass gold good
+grass great green ground group grow guitar hair half hand hang hard hat have head hear heart heavy help
+here high hill him history hold holiday home horse hot hour how hundred hungry idea if ill important
+into island it jacket job juice jump just keep key kid kind king kiss knee ladder lake lamp large last
+late laugh leg lemon letter library life like line lion listen live long look lot loud love lunch
+machine make man many map market matter me meat meet middle milk mind minute mirror miss money monkey
+month moon more mother mountain mouse mouth move much mum must my name narrow near neck need never new
+next nice night north number nurse ocean old open orange other our over page paint paper park party
+pass pay pen pencil people pepper person phone piano picture pie pig pink plan plant plate play pull
+purple push put queen question quick quiet rabbit rain read ready red remember rest rice rich ride river
+road rock room round rule run sad safe salt same sand saturday say school sea season second see sell
+send shape share sheep ship shirt shoe short show shut sick side sign silver simple sing sister
+sit size skirt sky sleep slow small smile snake some son song soon sound soup south space speak spoon
+sport spring square stairs star start station stay still story street strong student study sugar summer
+sun sunday supper sweet swim take talk tall taxi tea teacher team teeth tell ten thank that their then
+there thing think thirsty this thousand through throw ticket tiger time tired together toilet tooth
+towel town toy train travel true try turn twelve umbrella uncle until use usual very video village visit
+wait wake walk wall want warm wash watch wave way wear week welcome well west wet wheel white who why
+wide wife wild win wind winter wish with woman wonderful wood word work world worry write wrong year
+young zebra zoo
+"""
+OTHER_WORDS_RAW: Final = tuple(_OTHER_WORDS_TEXT.split())
 # Words never used in training: for the false-accept stream in tools/eval_voice.py.
-UNSEEN_WORDS: Final = (
+UNSEEN_WORDS_RAW: Final = (
     "hello", "weather", "music", "kitchen", "later", "maybe", "okay", "thanks", "coffee", "window",
     "table", "morning", "evening", "dinner", "garden", "light", "bright", "sofa", "channel", "volume",
     "please", "sorry", "where", "what", "when", "today", "tomorrow", "again", "little", "water",
@@ -72,6 +112,92 @@ NOISE_KINDS: Final = ("white", "pink", "brown", "hum", "fan", "babble")
 
 VAL_VARIANTS_ONLY: Final = tuple(v for v in VAL_VARIANTS if v not in TRAIN_VARIANTS)
 assert not set(TEST_VARIANTS) & (set(TRAIN_VARIANTS) | set(VAL_VARIANTS)), "test voices must be unheard"
+
+
+PSEUDO_ONSETS: Final = ("b", "d", "f", "g", "h", "k", "l", "m", "p", "r", "s", "t", "v", "w", "z", "ch", "sh",
+                        "th", "bl", "br", "cl", "cr", "dr", "fl", "fr", "gl", "gr", "pl", "pr", "sl", "tr", "")
+PSEUDO_VOWELS: Final = ("a", "e", "i", "o", "u", "ai", "ee", "oo", "ou", "ar", "er", "or", "ay", "igh")
+PSEUDO_CODAS: Final = ("", "", "b", "d", "g", "k", "l", "m", "n", "p", "r", "s", "t", "x", "nd", "nt", "mp", "ng")
+PSEUDO_WORDS: Final = 400  # made-up words (espeak reads them by English spelling rules): variety no list has
+NEAR_ONSETS: Final = ("st", "y", "n", "b", "d", "f", "g", "h", "k", "l", "m", "p", "r", "s", "t", "sn", "sp", "sk",
+                      "sl", "sh", "ch", "")
+NEAR_VOWELS: Final = ("a", "e", "o", "u", "aw", "oa", "ay", "ee", "ou")
+NEAR_CODAS: Final = ("p", "f", "s", "n", "b", "t", "k", "ff", "ss", "g", "m", "th", "sh", "")
+NEAR_WORDS: Final = 400  # made-up one-syllable words two phonemes from a command ("stoff", "yeth"): hard negatives
+PHRASE_SHARE: Final = 0.15  # of the other-word clips: two short words run together ("big dog")
+PSEUDO_SHARE: Final = 0.2  # of the other-word clips: a made-up word
+NEAR_SHARE: Final = 0.2  # of the other-word clips: a near miss, so "stuff" is not heard as "stop"
+
+
+def phonemes(words: Sequence[str], voice: str = "en") -> dict[str, str]:
+    """espeak-ng's phonemes for each word (one call), stress and length marks removed."""
+    text = "".join(f"{w}.\n" for w in words)
+    out = subprocess.run(["espeak-ng", "-v", voice, "-x", "-q", "--stdin"], input=text.encode(),
+                         capture_output=True, check=True).stdout.decode()
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    if len(lines) != len(words):
+        raise RuntimeError(f"espeak-ng gave {len(lines)} phoneme lines for {len(words)} words")
+    return {w: "".join(ch for ch in line if ch not in "'_,: ") for w, line in zip(words, lines, strict=True)}
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def too_close(word_ph: str, command_ph: Sequence[str]) -> bool:
+    """One phoneme from a command ("go"/"no", "yet"/"yes", "top"/"stop"), or starting or ending
+    with one ("nose", "snow", "gone", "often"). A one-second classifier trained on synthetic voices
+    cannot be asked to split those, and a person who says "nose" near the device has no complaint
+    if it hears "no": they are left out of training *and* of the false-accept measurement."""
+    return any(edit_distance(word_ph, c) <= 1 or word_ph.startswith(c) or word_ph.endswith(c) for c in command_ph)
+
+
+@functools.cache
+def vocabulary(seed: int = 0) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(trained other words, made-up words, unseen words), all filtered by :func:`too_close`.
+
+    The made-up words are :data:`PSEUDO_WORDS` of one to three random syllables and then
+    :data:`NEAR_WORDS` near misses: one-syllable words exactly two phonemes from a command."""
+    rng = np.random.default_rng([seed, 7])
+    made_up: dict[str, None] = {}  # insertion-ordered: the first PSEUDO_WORDS that pass are kept
+    taken = set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW) | set(COMMANDS)
+    while len(made_up) < 2 * PSEUDO_WORDS:
+        syllables = int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
+        w = "".join(str(rng.choice(PSEUDO_ONSETS)) + str(rng.choice(PSEUDO_VOWELS)) + str(rng.choice(PSEUDO_CODAS))
+                    for _ in range(syllables))
+        if len(w) > 1 and w not in taken:
+            made_up[w] = None
+    near = [a + b + c for a in NEAR_ONSETS for b in NEAR_VOWELS for c in NEAR_CODAS]
+    near = [w for w in near if len(w) > 1 and w not in taken and w not in made_up]
+    candidates = sorted(set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW) | set(made_up) | set(near))
+    ph = phonemes([*COMMANDS, *candidates])
+    command_ph = [ph[c] for c in COMMANDS]
+    ok = {w for w in candidates if not too_close(ph[w], command_ph)}
+    seen = tuple(w for w in OTHER_WORDS_RAW if w in ok and w not in UNSEEN_WORDS_RAW)
+    near_ok = [w for w in near if w in ok and min(edit_distance(ph[w], c) for c in command_ph) == 2]
+    near_pick = [str(w) for w in rng.permutation(near_ok)[:NEAR_WORDS]]
+    pseudo = (*tuple(w for w in made_up if w in ok)[:PSEUDO_WORDS], *near_pick)
+    unseen = tuple(w for w in UNSEEN_WORDS_RAW if w in ok)
+    return seen, pseudo, unseen
+
+
+def other_word(rng: np.random.Generator, seen: Sequence[str], pseudo: Sequence[str]) -> str:
+    """One `_unknown_` utterance: a word, a made-up word or two short words run together."""
+    r = rng.random()
+    if r < PSEUDO_SHARE:
+        return str(rng.choice(pseudo[:PSEUDO_WORDS]))
+    if r < PSEUDO_SHARE + NEAR_SHARE:
+        return str(rng.choice(pseudo[PSEUDO_WORDS:]))
+    r -= NEAR_SHARE
+    if r < PSEUDO_SHARE + PHRASE_SHARE:
+        short = [w for w in seen if len(w) <= 5]
+        return f"{rng.choice(short)} {rng.choice(short)}"
+    return str(rng.choice(seen))
 
 
 def voice_id(accent: str, variant: str) -> str:
@@ -121,7 +247,7 @@ def make_noise(kind: str, seconds: float, rng: np.random.Generator, voices: Sequ
         for _ in range(4):
             pos = 0
             while pos < n:
-                word = synth(str(rng.choice(OTHER_WORDS + UNSEEN_WORDS)), str(rng.choice(voices)),
+                word = synth(str(rng.choice(vocabulary()[0])), str(rng.choice(voices)),
                              int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH)), rate)
                 end = min(n, pos + len(word))
                 x[pos:end] += word[: end - pos] * rng.uniform(0.3, 1.0)
@@ -182,20 +308,52 @@ def compose_stream(words: Sequence[tuple[str, str]], rng: np.random.Generator, n
     return np.clip(stream, -1, 1).astype(np.float32), marks
 
 
+_NOISES: list[np.ndarray] = []  # set before the worker processes fork: inherited, not pickled per job
+
+
+def voice_clips(job: tuple[Path, str, str, int, int, int]) -> list[str]:
+    """Every clip of one voice (a worker process's unit); its own seeded generator, so the output
+    does not depend on how many workers ran."""
+    out, voice, _split, per_word, others, seed = job
+    noises = _NOISES
+    rng = np.random.default_rng([seed, *voice.encode()])
+    seen, pseudo, _ = vocabulary()
+    words = [w for w in COMMANDS for _ in range(per_word)] + [other_word(rng, seen, pseudo) for _ in range(others)]
+    written = []
+    for n, word in enumerate(words):
+        speed, pitch = int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH))
+        try:
+            placed = place(synth(word, voice, speed, pitch), rng, SAMPLE_RATE_HZ)
+        except subprocess.CalledProcessError:
+            placed = None
+        if placed is None:  # espeak failed, or the word (a phrase) is longer than one second
+            continue
+        folder = word.replace(" ", "_")
+        rel = f"{folder}/{voice.replace('+', '_')}_nohash_{n}.wav"
+        (out / folder).mkdir(exist_ok=True)
+        write_wav(out / rel, add_noise(placed, noises, rng), SAMPLE_RATE_HZ)
+        written.append(rel)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
-    p.add_argument("--per-word", type=int, default=2, help="renditions of each command per voice")
-    p.add_argument("--others-per-voice", type=int, default=10, help="other words each voice says")
+    p.add_argument("--per-word", type=int, default=3, help="renditions of each command per voice")
+    p.add_argument("--others-per-voice", type=int, default=36, help="other utterances each training voice says")
+    p.add_argument("--held-out-others", type=int, default=6,
+                   help="other utterances each validation/test voice says (the held-out mix stays near "
+                        "Speech Commands' balance: _unknown_ about a command's share)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accents", type=int, default=len(ACCENTS), help="use only the first N accents (quick runs)")
     p.add_argument("--noise-seconds", type=float, default=NOISE_SECONDS)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     a = p.parse_args(argv)
     accents = ACCENTS[: a.accents]
     rng = np.random.default_rng(a.seed)
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
-    clip = SAMPLE_RATE_HZ  # 1 s
+    seen, pseudo, unseen = vocabulary()
 
     train_voices = [voice_id(acc, v) for acc in accents for v in TRAIN_VARIANTS]
     noise_dir = out / "_background_noise_"
@@ -209,33 +367,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = {"train": TRAIN_VARIANTS, "validation": VAL_VARIANTS_ONLY, "testing": TEST_VARIANTS}
     lists: dict[str, list[str]] = {"validation": [], "testing": []}
     counts: dict[str, int] = {}
-    for split, variants in splits.items():
-        for accent in accents:
-            for variant in variants:
-                voice = voice_id(accent, variant)
-                words = [w for w in COMMANDS for _ in range(a.per_word)]
-                words += [str(w) for w in rng.choice(OTHER_WORDS, a.others_per_voice, replace=False)]
-                for n, word in enumerate(words):
-                    speed, pitch = int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH))
-                    try:
-                        placed = place(synth(word, voice, speed, pitch), rng, clip)
-                    except subprocess.CalledProcessError:
-                        placed = None
-                    if placed is None:
-                        continue
-                    rel = f"{word}/{voice.replace('+', '_')}_nohash_{n}.wav"
-                    (out / word).mkdir(exist_ok=True)
-                    write_wav(out / rel, add_noise(placed, noises, rng), SAMPLE_RATE_HZ)
-                    counts[split] = counts.get(split, 0) + 1
-                    if split in lists:
-                        lists[split].append(rel)
-            print(f"{split}: {accent} done ({counts.get(split, 0)} clips)", file=sys.stderr)
+    jobs = [(out, voice_id(accent, variant), split, a.per_word,
+             a.others_per_voice if split == "train" else a.held_out_others, a.seed)
+            for split, variants in splits.items() for accent in accents for variant in variants]
+    _NOISES[:] = noises
+    with multiprocessing.get_context("fork").Pool(max(1, a.jobs)) as pool:
+        for (_, voice, split, *_rest), written in zip(jobs, pool.imap(voice_clips, jobs), strict=True):
+            counts[split] = counts.get(split, 0) + len(written)
+            if split in lists:
+                lists[split] += written
+            if voice.endswith(splits[split][-1]):
+                print(f"{split}: {voice.split('+')[0]} done ({counts[split]} clips)", file=sys.stderr)
     for split, names in lists.items():
         (out / f"{split}_list.txt").write_text("\n".join(sorted(names)) + "\n")
     (out / "voices.json").write_text(json.dumps({
         "accents": ACCENTS, "train_variants": TRAIN_VARIANTS, "validation_variants": VAL_VARIANTS_ONLY,
-        "test_variants": TEST_VARIANTS, "commands": COMMANDS, "other_words": OTHER_WORDS,
-        "unseen_words": UNSEEN_WORDS, "clips": counts, "seed": a.seed,
+        "test_variants": TEST_VARIANTS, "commands": COMMANDS, "other_words": seen, "made_up_words": pseudo,
+        "unseen_words": unseen, "left_out_as_too_close": sorted(
+            (set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW)) - set(seen) - set(unseen)),
+        "clips": counts, "seed": a.seed, "args": vars(a) | {"out": str(a.out)},
     }, indent=2) + "\n")
     print(json.dumps(counts))
     return 0

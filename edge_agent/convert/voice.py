@@ -68,6 +68,8 @@ GAIN_DB: Final = (-12.0, 6.0)
 MASKS: Final = 2  # SpecAugment on the augmented copies: this many time and this many frequency masks
 MAX_TIME_MASK_FRAMES: Final = 4  # 4 x 20 ms hops: a dropped syllable edge, not a whole word
 MAX_FREQ_MASK_BINS: Final = 4  # of 40 mel bins: a missing formant band (a poor microphone)
+WARP_RANGE: Final = (0.88, 1.12)  # mel-axis stretch on augmented copies: a longer or shorter vocal tract
+UNKNOWN_WEIGHT_SHARE: Final = 2.0  # _unknown_'s total loss weight, in commands' worth (see class_weights)
 DEFAULT_WIDTH: Final = 64  # channels of the separable blocks
 DEFAULT_BLOCKS: Final = 4
 DEFAULT_EPOCHS: Final = 20
@@ -231,6 +233,34 @@ def raw_features(x: np.ndarray, spec: AudioSpec) -> np.ndarray:
     return np.stack([audio.features(clip, raw) for clip in x]).astype(np.float32)
 
 
+def warp(f: np.ndarray, alpha: float) -> np.ndarray:
+    """Stretch the mel axis by ``alpha`` (bin b takes the value at b / alpha, linearly
+    interpolated, the edge bin repeated): vocal tract length perturbation (Jaitly & Hinton 2013)
+    done on the features. Unseen voices differ from the training ones mostly in timbre, i.e. in
+    where their formants sit; this shows the model the same word from shorter and longer tracts."""
+    bins = f.shape[1]
+    pos = np.clip(np.arange(bins) / alpha, 0, bins - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, bins - 1)
+    frac = (pos - lo).astype(f.dtype)
+    return f[:, lo] * (1 - frac) + f[:, hi] * frac
+
+
+def class_weights(y: np.ndarray, labels: Sequence[str]) -> dict[int, float]:
+    """Loss weights so each command and ``_silence_`` count as much as each other, and
+    ``_unknown_`` as :data:`UNKNOWN_WEIGHT_SHARE` commands together.
+
+    Why: a data set rich in other words (what keeps false accepts down) is mostly ``_unknown_``;
+    trained on those raw counts the network learns that "probably not a command" is the safe
+    answer and misses real commands from voices it never heard."""
+    counts = np.bincount(y, minlength=len(labels)).astype(np.float64)
+    target = np.ones(len(labels))
+    target[labels.index(UNKNOWN)] = UNKNOWN_WEIGHT_SHARE
+    weights = np.where(counts > 0, target / np.maximum(counts, 1), 0.0)
+    weights *= len(y) / float((weights * counts).sum())  # mean weight per example stays 1
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
 def spec_augment(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Time and frequency masks (Park et al. 2019), filled with the clip's mean: robustness to
     voices and microphones the training set lacks, at no cost on the device."""
@@ -341,7 +371,8 @@ def train(o: Options) -> dict[str, Any]:
     x_test, y_test, _ = build_split(corpus, "testing", base, noise, rng, 0)
     f_train = raw_features(x_train, base)
     augmented = np.flatnonzero(aug_train)
-    f_train[augmented] = np.stack([spec_augment(f_train[i], rng) for i in augmented])
+    f_train[augmented] = np.stack([spec_augment(warp(f_train[i], float(rng.uniform(*WARP_RANGE))), rng)
+                                   for i in augmented])
     spec = dataclasses.replace(base, mean=round(float(f_train.mean()), 4), std=round(float(f_train.std()), 4))
     f_train = (f_train - spec.mean) / spec.std
     f_val = (raw_features(x_val, base) - spec.mean) / spec.std if len(x_val) else f_train[:0]
@@ -359,7 +390,10 @@ def train(o: Options) -> dict[str, Any]:
     schedule = keras.optimizers.schedules.CosineDecay(o.lr, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
+    weights = class_weights(y_train, labels)
+    logger.info("class weights: %s", {labels[i]: round(w, 3) for i, w in weights.items()})
     history = model.fit(f_train[..., None], y_train, batch_size=o.batch, epochs=o.epochs, shuffle=True,
+                        class_weight=weights,
                         validation_data=(f_val[..., None], y_val) if len(f_val) else None, verbose=0,
                         callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=_log_epoch)])
     train_s = time.monotonic() - t0
@@ -411,7 +445,9 @@ def train(o: Options) -> dict[str, Any]:
             "copies": AUGMENT_COPIES, "shift_ms": SHIFT_MS, "noise_probability": NOISE_PROBABILITY,
             "noise_volume": list(NOISE_VOLUME), "gain_db": list(GAIN_DB),
             "spec_augment": {"masks": MASKS, "time_frames": MAX_TIME_MASK_FRAMES, "freq_bins": MAX_FREQ_MASK_BINS},
+            "mel_warp": list(WARP_RANGE),
         },
+        "class_weights": {labels[i]: round(w, 4) for i, w in weights.items()},
         "io_type": "int8",
     }
     name = o.name or o.out.stem
