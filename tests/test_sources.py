@@ -98,28 +98,57 @@ def test_live_source_serves_the_freshest_frame_and_counts_drops() -> None:
     assert reader.dropped > 100
 
 
-def test_reader_prepares_each_frame_in_its_thread_and_survives_a_failing_prepare() -> None:
-    """The resize runs in the reader thread (overlapping inference); a prepare that raises leaves
-    the frame unprepared for the consumer to handle, and the reader keeps reading."""
+class FileOfFrames(FastCamera):
+    """A finite source (a file): every frame delivered, in order; ``delay`` per decode."""
+
+    live = False
+
+    def __init__(self, delay: float = 0.002) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def read(self) -> np.ndarray:
+        time.sleep(self.delay)
+        self.count += 1
+        return np.full((4, 4, 3), self.count % 256, np.uint8)
+
+
+def test_reader_resizes_while_the_consumer_is_busy_and_survives_a_failing_prepare() -> None:
+    """A slow model: the next frame is decoded and resized in the reader thread while this one is
+    inferred. A prepare that raises leaves that frame unprepared and the reader reads on."""
     tag = object()
     calls: list[str] = []
 
     def prepare(image: np.ndarray) -> tuple[object, np.ndarray]:
         calls.append(threading.current_thread().name)
-        if len(calls) % 2 == 0:
-            raise ValueError("odd frame")
+        if len(calls) == 2:
+            raise ValueError("a bad frame")
         return tag, image[:2, :2]
 
-    camera = FastCamera()
-    camera.live = False  # a file: every frame delivered, in order
-    reader = FrameReader(camera, prepare=prepare)
+    reader = FrameReader(FileOfFrames(), prepare=prepare)
     reader.start()
+    frames = []
     try:
-        frames = [reader.get(timeout=1.0) for _ in range(6)]
+        time.sleep(0.05)  # the first frame is decoded before anyone asks
+        for _ in range(6):
+            frames.append(reader.get(timeout=1.0))
+            time.sleep(0.03)  # inference
     finally:
         reader.stop()
-    assert [f is not None and f.prepared is not None for f in frames] == [True, False] * 3
-    for f in frames[::2]:
-        assert f is not None and f.prepared is not None
-        assert f.prepared[0] is tag and f.prepared[1].shape == (2, 2, 3)
+    assert [f is not None and f.prepared is not None for f in frames] == [True, False, True, True, True, True]
+    for f in frames:
+        if f is not None and f.prepared is not None:
+            assert f.prepared[0] is tag and f.prepared[1].shape == (2, 2, 3)
     assert set(calls) == {"frame-reader"}
+
+
+def test_reader_hands_a_frame_to_a_waiting_consumer_without_resizing_it() -> None:
+    """A tiny model waits for the decoder: resizing in the reader too would only make the reader
+    the bottleneck, so the frame goes over at once and the consumer resizes it."""
+    reader = FrameReader(FileOfFrames(delay=0.03), prepare=lambda image: (object(), image))
+    reader.start()
+    try:
+        frames = [reader.get(timeout=1.0) for _ in range(5)]
+    finally:
+        reader.stop()
+    assert all(f is not None and f.prepared is None for f in frames)

@@ -9,11 +9,14 @@ longer queue added a full inference period of capture → publish latency per qu
 (measured by tools/bench.py: p50 105 ms → 2 invokes at ~18 ms each) for no gain in throughput.
 A live source that fails is closed and reopened with exponential backoff; the process lives on.
 
-``prepare`` (set by the service to the model's resize) runs in the reader thread too, so the
-resize of frame n+1 overlaps the invoke of frame n just as its decode does: the main thread only
-writes the small image through the lookup table into the input tensor. Measured by
-tools/bench.py (docs/BENCHMARKS.md). If ``prepare`` fails the frame goes on unprepared and the
-consumer's own resize reports the problem, exactly as before.
+``prepare`` (set by the service to the model's resize) runs in the reader thread when that is
+where the spare time is: if the consumer is busy (inferring the previous frame) when a frame has
+been decoded, the reader resizes it too, so the resize overlaps the invoke just as the decode does;
+if the consumer is already waiting for a frame, the frame goes to it at once and it resizes it
+itself. A big model (invoke ≫ decode) so gets its resize off the main thread, and a tiny one
+(invoke ≈ decode) does not make the reader the bottleneck. Measured by tools/bench.py
+(docs/BENCHMARKS.md). If ``prepare`` fails the frame goes on unprepared and the consumer's own
+resize reports the problem, exactly as before.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class FrameReader:
         self._latest: Frame | None = None
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._consumer_waiting = False  # get() is blocked for a frame: hand the next one over unprepared
         self.error: str | None = None
 
     @property
@@ -86,18 +90,22 @@ class FrameReader:
 
     def get(self, timeout: float) -> Frame | None:
         """The next frame, or None when none came within ``timeout`` (or the source ended)."""
-        if self.source.live:
-            with self._cond:
-                if self._latest is None:
-                    self._cond.wait(timeout)
-                frame, self._latest = self._latest, None
-                return frame
+        self._consumer_waiting = True
         try:
-            frame = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        self._slots.release()
-        return frame
+            if self.source.live:
+                with self._cond:
+                    if self._latest is None:
+                        self._cond.wait(timeout)
+                    frame, self._latest = self._latest, None
+                    return frame
+            try:
+                frame = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            self._slots.release()
+            return frame
+        finally:
+            self._consumer_waiting = False
 
     def _deliver(self, frame: Frame) -> None:
         if self.source.live:
@@ -149,7 +157,7 @@ class FrameReader:
 
     def _prepare(self, image: np.ndarray) -> tuple[object, np.ndarray] | None:
         prepare = self.prepare
-        if prepare is None:
+        if prepare is None or self._consumer_waiting:  # the consumer is idle: it resizes sooner than we would
             return None
         try:
             return prepare(image)
