@@ -57,7 +57,7 @@ TUNE_FA_PER_HOUR: Final = 1.0  # tuning aims at half the target, for margin on u
 TUNE_P90_MS: Final = 450.0
 TUNE_MIN_RECALL: Final = 0.8  # when the false-accept target is out of reach: the quietest setting above this
 GRID: Final = {
-    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97),
+    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99),
     "average_window_ms": (200, 300, 400, 500),
     "min_count": (3,),
 }
