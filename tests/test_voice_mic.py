@@ -3,13 +3,16 @@ sounddevice → the agent → a real mosquitto. Plus the device-selection rules,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
 import queue
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,21 @@ def wait_for_line(lines: queue.Queue[str], needle: str, timeout: float, seen: li
     return False
 
 
+@contextlib.contextmanager
+def voice_agent_on(pulse: PulseServer, broker: Broker, mic: str,
+                   seen: list[str]) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
+    """The voice agent on ``--mic mic`` publishing to ``broker``, its stderr lines in a queue,
+    once it says it is capturing; stopped (if still running) on the way out."""
+    proc = start_agent(["--task", "voice", "--mic", mic, "--mqtt-host", broker.host, "--mqtt-port",
+                        str(broker.port), "--device-id", "pi1", "--threads", "1"], env=agent_env(**pulse.env))
+    lines: queue.Queue[str] = queue.Queue()
+    with running(proc):
+        assert proc.stderr is not None
+        threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
+        assert wait_for_line(lines, "capturing at", 30, seen), "".join(seen)
+        yield proc, lines
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mic", ["pulse", f"pulse@{SINK_RATE_HZ}"])
 def test_speech_played_into_pulseaudio_reaches_mqtt_as_a_command(
@@ -54,15 +72,8 @@ def test_speech_played_into_pulseaudio_reaches_mqtt_as_a_command(
     wav = tmp_path / "speech.wav"
     speech_stream(wav, ["stop", "on"], seed=11, rate=SINK_RATE_HZ)
     sub = Subscriber(broker, "edge-agent/#")
-    env = agent_env(**pulse.env)
-    proc = start_agent(["--task", "voice", "--mic", mic, "--mqtt-host", broker.host, "--mqtt-port",
-                        str(broker.port), "--device-id", "pi1", "--threads", "1"], env=env)
-    lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
-    with running(proc):
-        assert proc.stderr is not None
-        threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
-        assert wait_for_line(lines, "capturing at", 30, seen), "".join(seen)
+    with voice_agent_on(pulse, broker, mic, seen) as (proc, lines):
         if mic.endswith(str(SINK_RATE_HZ)):
             assert f"capturing at {SINK_RATE_HZ} Hz, resampled to 16000 Hz" in seen[-1], seen[-1]
         time.sleep(1.2)  # let the 1 s window fill with the monitor's silence
@@ -224,14 +235,8 @@ def test_a_microphone_that_goes_away_is_reopened_with_backoff_and_heard_again(
     wav = tmp_path / "speech.wav"
     speech_stream(wav, ["yes"], seed=12, rate=SINK_RATE_HZ)
     sub = Subscriber(broker, "edge-agent/#")
-    proc = start_agent(["--task", "voice", "--mic", "pulse", "--mqtt-host", broker.host, "--mqtt-port",
-                        str(broker.port), "--device-id", "pi1", "--threads", "1"], env=agent_env(**pulse.env))
-    lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
-    with running(proc):
-        assert proc.stderr is not None
-        threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
-        assert wait_for_line(lines, "capturing at", 30, seen), "".join(seen)
+    with voice_agent_on(pulse, broker, "pulse", seen) as (proc, lines):
         pulse.stop()
         assert wait_for_line(lines, "reopening", 15, seen), "".join(seen[-20:])
         assert wait_for_line(lines, "retrying in", 10, seen), "".join(seen[-20:])  # still away: backoff
