@@ -22,7 +22,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -166,6 +166,16 @@ def parse_command(raw: bytes) -> Command:
         if "on_change" in policy:
             on_change = _bool(policy["on_change"], "publish.on_change")
     return Command(threshold, paused, max_rate, on_change)
+
+
+def drain(commands: queue.Queue[Command] | None) -> Iterator[Command]:
+    """The remote-control commands waiting now, oldest first (none when remote control is off).
+    The agents call this between frames or hops, so a command never interrupts an inference."""
+    while commands is not None:
+        try:
+            yield commands.get_nowait()
+        except queue.Empty:
+            return
 
 
 class Hub:

@@ -26,7 +26,7 @@ from . import manifest as manifest_mod
 from .config import Config, effective_threads, spool_path
 from .engine import Engine
 from .errors import ConfigError, EdgeAgentError, ExitCode, ModelError, PublishError
-from .hub import Command, Hub, percentile
+from .hub import Command, Hub, drain, percentile
 from .manifest import ImageInput, Manifest
 from .postprocess import PublishPolicy, Smoother, predict
 from .preprocess import image as image_pre
@@ -285,13 +285,8 @@ class Pipeline:
             return ExitCode.FAILURE
         return ExitCode.OK
 
-
     def _apply_commands(self) -> None:
-        while self.commands is not None:
-            try:
-                command = self.commands.get_nowait()
-            except queue.Empty:
-                return
+        for command in drain(self.commands):
             if command.threshold is not None:
                 self.policy.threshold = command.threshold
             if command.max_rate is not None:

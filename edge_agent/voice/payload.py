@@ -20,20 +20,16 @@ def command_payload(
     task: str,
     command: str,
     score: float,
-    seq: int,
-    run: str,
     audio_ts: float,
-    now: float,
-    latency_ms: float,
-    model_name: str,
-    model_sha256: str,
-    device_id: str,
+    **envelope: Any,
 ) -> dict[str, Any]:
-    """``latency_ms``: from the end of the deciding audio window to this publish (monotonic clock)."""
+    """A voice command: the keyword, its score, the end of the deciding audio window on the wall
+    clock, and :func:`~edge_agent.contract.stamp`'s fields (``seq``, ``run``, ``now``,
+    ``latency_ms`` from the end of that window to this publish, ``model_name``,
+    ``model_sha256``, ``device_id``)."""
     return stamp({
         "task": task,
         "command": command,
         "score": round(float(score), 4),
         "audio_ts": iso_utc(audio_ts),
-    }, seq=seq, run=run, now=now, latency_ms=latency_ms, model_name=model_name, model_sha256=model_sha256,
-        device_id=device_id)
+    }, **envelope)

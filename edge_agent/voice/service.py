@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 from ..config import Config
 from ..errors import ConfigError, EdgeAgentError, ExitCode, PublishError, SourceError
 from ..hub import Command as HubCommand
-from ..hub import Hub, percentile
+from ..hub import Hub, drain, percentile
 from ..publish.base import Publisher
 from ..publish.mqtt import MqttPublisher
 from ..sources.base import SourceLost, reopen_with_backoff
@@ -103,11 +103,7 @@ class VoiceAgent:
     def apply_commands(self) -> None:
         """Remote control: pause/resume and the threshold apply to voice; the image-only publish
         policy settings are ignored with a log line."""
-        while self.commands is not None:
-            try:
-                command = self.commands.get_nowait()
-            except queue.Empty:
-                return
+        for command in drain(self.commands):
             if command.paused is not None:
                 self.paused = command.paused
             if command.threshold is not None:
