@@ -182,6 +182,19 @@ def make_streams(data: Path, cache: Path, minutes: float, variants: Sequence[str
     return cmd, fa
 
 
+def attribute(events: list[tuple[str, float]], marks: list[tuple[str, float, float]]) -> list[str]:
+    """For each false accept, "word -> command": the last word that started before the event
+    (or "noise" when that word ended more than :data:`MATCH_AFTER_END_MS` earlier). Says which
+    words a model confuses, so the card can say where its false accepts come from."""
+    starts = np.asarray([s for _, s, _ in marks]) * 1000
+    out = []
+    for label, t in events:
+        i = int(np.searchsorted(starts, t, side="right")) - 1
+        near = i >= 0 and t <= marks[i][2] * 1000 + MATCH_AFTER_END_MS
+        out.append(f"{marks[i][0] if near else 'noise'} -> {label}")
+    return out
+
+
 def evaluate(model: VoiceModel, settings: RecognizerSettings, cmd: tuple[np.ndarray, np.ndarray],
              cmd_stream: Stream, fa: tuple[np.ndarray, np.ndarray], fa_stream: Stream) -> dict[str, Any]:
     cmd_events = recognize(model.labels, settings, *cmd)
@@ -191,6 +204,7 @@ def evaluate(model: VoiceModel, settings: RecognizerSettings, cmd: tuple[np.ndar
     result["false_accepts"] = len(fa_events)
     result["false_accepts_per_hour"] = round(len(fa_events) / hours, 2)
     result["false_accept_events"] = fa_events[:20]
+    result["false_accept_words"] = attribute(fa_events, fa_stream.marks)
     return result
 
 
@@ -247,6 +261,10 @@ def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str)
     ]
     lines = ["| measure | value | target | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {t} | {ok} |" for a, b, t, ok in rows]
+    if fa["heard_after"]:
+        counts = sorted(((fa["heard_after"].count(w), w) for w in set(fa["heard_after"])), reverse=True)
+        lines += ["", "False accepts, by the word heard just before: " + ", ".join(
+            f'"{w.split(" -> ")[0]}" → {w.split(" -> ")[1]}' + (f" ×{n}" if n > 1 else "") for n, w in counts) + "."]
     lines += ["", f"Recognizer settings: `{json.dumps(figures['settings'])}`.", "",
               f"Model: {m['int8_tflite_bytes'] / 1024:.1f} KiB full int8, {m['params']:,} parameters, "
               f"{m['macs']:,} multiply-adds per window; {prov.get('arch')}, {prov.get('epochs')} epochs, "
@@ -292,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            **{k: v for k, v in result.items() if not k.startswith("false")}},
         "false_accepts": {"minutes": round(fa_s.seconds / 60, 1), "count": result["false_accepts"],
                           "per_hour": result["false_accepts_per_hour"], "events": result["false_accept_events"],
+                          "heard_after": result["false_accept_words"],
                           "command_stream_extra_events": result["extra_events"]},
         "speed": {"threads": 1, "audio_s": round(audio_s, 1), "compute_s": round(compute_s, 2),
                   "real_time_factor": round(compute_s / audio_s, 4), "ms_per_hop": round(1000 * compute_s / hops, 3),

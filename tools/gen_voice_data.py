@@ -12,11 +12,12 @@ accent, so the held-out accuracy says how the model does on a timbre it never he
 question a user in a living room asks. Speed, pitch, loudness, time shift and noise vary per clip.
 
 What is *not* a command (``_unknown_``) is learnt from variety: ~550 everyday words, 400 made-up
-words (espeak reads them by English spelling rules), 400 made-up near misses two phonemes from a
-command ("stoff", "yeth": without them "stuff" is heard as "stop") and two-word phrases. Words one phoneme from
-a command, or starting or ending with one ("go", "nose", "gone"), are left out (:func:`too_close`);
-the words in :data:`UNSEEN_WORDS_RAW` are kept for ``tools/eval_voice.py``'s false-accept stream and
-never trained on. Training voices say many other words each; held-out voices few, so the test
+words (espeak reads them by English spelling rules), near misses two or three phonemes from a
+command — ~90 real words ("stub", "chop", "yawn") and 80 made-up ones per command ("stoff",
+"yeth") — and two-word phrases. Words one phoneme from a command, or starting or ending with one
+("go", "nose", "gone"), are left out (:func:`too_close`); the words in :data:`UNSEEN_WORDS_RAW`
+(and anything that sounds like them) are kept for ``tools/eval_voice.py``'s false-accept stream
+and never trained on. Training voices say many other words each; held-out voices few, so the test
 split keeps Speech Commands' balance (``_unknown_`` about one command's share).
 
 Needs only espeak-ng (``apt install espeak-ng``): no downloads. Voices run in parallel worker
@@ -84,6 +85,17 @@ wide wife wild win wind winter wish with woman wonderful wood word work world wo
 young zebra zoo
 """
 OTHER_WORDS_RAW: Final = tuple(_OTHER_WORDS_TEXT.split())
+# Real words a couple of phonemes from a command ("stub", "chop", "yawn", "nut", "soft"): the hard
+# negatives a living room actually says. Made-up near misses alone taught espeak's spelling rules,
+# not English; :func:`vocabulary` filters these like the others and keeps them out of the unseen list.
+_NEAR_REAL_TEXT: Final = """
+stub stuck staff stiff stun stem stab stall stool stood stove stamp snap spot shop chop drop crop flop prop
+mop hop stag stack steer stitch strip strap stout scope slope stole stone store storm stork stoat spa
+spill spit sob sock yam yak yard yawn chess bless press yeast yacht yours yolk yikes yah yoga gnaw nut net
+nap nod knock nun neat nil nail snore noon nook own awe aunt ant honk oven loft soft boss moss toss fog log
+oaf elf ox graph cliff tough roof
+"""
+NEAR_REAL_RAW: Final = tuple(_NEAR_REAL_TEXT.split())
 # Words never used in training: for the false-accept stream in tools/eval_voice.py.
 UNSEEN_WORDS_RAW: Final = (
     "hello", "weather", "music", "kitchen", "later", "maybe", "okay", "thanks", "coffee", "window",
@@ -123,10 +135,10 @@ NEAR_ONSETS: Final = ("st", "y", "n", "b", "d", "f", "g", "h", "k", "l", "m", "p
                       "sl", "sh", "ch", "")
 NEAR_VOWELS: Final = ("a", "e", "o", "u", "aw", "oa", "ay", "ee", "ou")
 NEAR_CODAS: Final = ("p", "f", "s", "n", "b", "t", "k", "ff", "ss", "g", "m", "th", "sh", "")
-NEAR_WORDS: Final = 400  # made-up one-syllable words two phonemes from a command ("stoff", "yeth"): hard negatives
+NEAR_PER_COMMAND: Final = 80  # made-up one-syllable words two phonemes from each command ("stoff", "yeth")
 PHRASE_SHARE: Final = 0.15  # of the other-word clips: two short words run together ("big dog")
 PSEUDO_SHARE: Final = 0.2  # of the other-word clips: a made-up word
-NEAR_SHARE: Final = 0.2  # of the other-word clips: a near miss, so "stuff" is not heard as "stop"
+NEAR_SHARE: Final = 0.25  # of the other-word clips: a near miss (real or made up), so "stub" is not "stop"
 
 
 def phonemes(words: Sequence[str], voice: str = "en") -> dict[str, str]:
@@ -159,13 +171,17 @@ def too_close(word_ph: str, command_ph: Sequence[str]) -> bool:
 
 @functools.cache
 def vocabulary(seed: int = 0) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(trained other words, made-up words, unseen words), all filtered by :func:`too_close`.
+    """(trained other words, made-up words and near misses, unseen words), all filtered by :func:`too_close`.
 
-    The made-up words are :data:`PSEUDO_WORDS` of one to three random syllables and then
-    :data:`NEAR_WORDS` near misses: one-syllable words exactly two phonemes from a command."""
+    The second tuple is :data:`PSEUDO_WORDS` made-up words of one to three random syllables, then
+    the near misses: the real words of :data:`NEAR_REAL_RAW` and, for each command,
+    :data:`NEAR_PER_COMMAND` made-up one-syllable words exactly two phonemes from it (stratified:
+    "stop" and "off" have far fewer such neighbours than "yes", and a random pick left them thin).
+    Nothing trained sounds like an unseen word: made-up words with an unseen word's phonemes
+    ("stuf" for "stuff") are dropped, so the false-accept test stays a test."""
     rng = np.random.default_rng([seed, 7])
     made_up: dict[str, None] = {}  # insertion-ordered: the first PSEUDO_WORDS that pass are kept
-    taken = set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW) | set(COMMANDS)
+    taken = set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW) | set(COMMANDS) | set(NEAR_REAL_RAW)
     while len(made_up) < 2 * PSEUDO_WORDS:
         syllables = int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
         w = "".join(str(rng.choice(PSEUDO_ONSETS)) + str(rng.choice(PSEUDO_VOWELS)) + str(rng.choice(PSEUDO_CODAS))
@@ -174,15 +190,22 @@ def vocabulary(seed: int = 0) -> tuple[tuple[str, ...], tuple[str, ...], tuple[s
             made_up[w] = None
     near = [a + b + c for a in NEAR_ONSETS for b in NEAR_VOWELS for c in NEAR_CODAS]
     near = [w for w in near if len(w) > 1 and w not in taken and w not in made_up]
-    candidates = sorted(set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW) | set(made_up) | set(near))
+    candidates = sorted(set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW) | set(NEAR_REAL_RAW) | set(made_up) | set(near))
     ph = phonemes([*COMMANDS, *candidates])
     command_ph = [ph[c] for c in COMMANDS]
-    ok = {w for w in candidates if not too_close(ph[w], command_ph)}
+    unseen = tuple(w for w in UNSEEN_WORDS_RAW if not too_close(ph[w], command_ph))
+    unseen_ph = {ph[w] for w in unseen}
+    ok = {w for w in candidates if not too_close(ph[w], command_ph) and (w in unseen or ph[w] not in unseen_ph)}
     seen = tuple(w for w in OTHER_WORDS_RAW if w in ok and w not in UNSEEN_WORDS_RAW)
+    real_near = [w for w in NEAR_REAL_RAW if w in ok and w not in UNSEEN_WORDS_RAW and w not in seen]
+
+    def nearest(w: str) -> int:
+        return min(range(len(COMMANDS)), key=lambda i: edit_distance(ph[w], command_ph[i]))
+
     near_ok = [w for w in near if w in ok and min(edit_distance(ph[w], c) for c in command_ph) == 2]
-    near_pick = [str(w) for w in rng.permutation(near_ok)[:NEAR_WORDS]]
-    pseudo = (*tuple(w for w in made_up if w in ok)[:PSEUDO_WORDS], *near_pick)
-    unseen = tuple(w for w in UNSEEN_WORDS_RAW if w in ok)
+    near_pick = [str(w) for i in range(len(COMMANDS))
+                 for w in rng.permutation([w for w in near_ok if nearest(w) == i])[:NEAR_PER_COMMAND]]
+    pseudo = (*tuple(w for w in made_up if w in ok)[:PSEUDO_WORDS], *real_near, *near_pick)
     return seen, pseudo, unseen
 
 

@@ -1,0 +1,31 @@
+"""The voice data generator and evaluator keep their promises: the false-accept test hears words
+training never did, every command gets near misses, and each false accept is traced to a word."""
+
+from __future__ import annotations
+
+from tests.voice_helpers import need_espeak
+from tools import eval_voice
+from tools import gen_voice_data as gen
+
+
+def test_nothing_trained_sounds_like_an_unseen_word_and_every_command_has_near_misses() -> None:
+    need_espeak()
+    seen, made_up, unseen = gen.vocabulary()
+    trained = {*seen, *made_up}
+    assert "stuff" in unseen and not trained & set(unseen)
+    ph = gen.phonemes([*gen.COMMANDS, *sorted(trained | set(unseen))])
+    command_ph = [ph[c] for c in gen.COMMANDS]
+    unseen_ph = {ph[w] for w in unseen}
+    assert not [w for w in trained if ph[w] in unseen_ph]  # e.g. the made-up "stuf" for "stuff"
+    assert not [w for w in trained if gen.too_close(ph[w], command_ph)]
+    near = made_up[gen.PSEUDO_WORDS:]
+    for c in command_ph:
+        close = [w for w in near if gen.edit_distance(ph[w], c) == 2]
+        assert len(close) >= gen.NEAR_PER_COMMAND, (c, len(close))
+    assert {"stub", "chop", "yawn", "soft"} <= set(near)  # real near misses, not only made-up ones
+
+
+def test_each_false_accept_is_traced_to_the_word_before_it() -> None:
+    marks = [("hello", 1.0, 1.5), ("stuff", 4.0, 4.4), ("sofa", 8.0, 8.6)]
+    events = [("stop", 4600.0), ("on", 7000.0), ("yes", 500.0)]
+    assert eval_voice.attribute(events, marks) == ["stuff -> stop", "noise -> on", "noise -> yes"]
