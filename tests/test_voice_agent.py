@@ -121,6 +121,11 @@ def test_a_model_without_an_audio_manifest_is_refused(tmp_path: Path, int8_model
     (tmp_path / "lone.json").write_text(json.dumps(data))
     assert_one_line_error(run_agent(["--task", "voice", "--model", str(lone), "--source", str(wav),
                                      "--sink", "stdout"]), "32", "model's input")
+    data = json.loads(VOICE_MODEL.with_suffix(".json").read_text())
+    data["recognizer"]["thresholds"] = {"stop": 2}
+    (tmp_path / "lone.json").write_text(json.dumps(data))
+    assert_one_line_error(run_agent(["--task", "voice", "--model", str(lone), "--source", str(wav),
+                                     "--sink", "stdout"]), "lone.json", "'recognizer'", "thresholds")
 
 
 def test_an_absent_microphone_is_a_clear_error_that_lists_the_devices() -> None:

@@ -74,3 +74,19 @@ def test_settings_from_a_manifest_mapping_and_bad_values() -> None:
     assert s.threshold == 0.8 and s.suppression_ms == 1500 and s.stride_ms == RecognizerSettings().stride_ms
     with pytest.raises(ValueError):
         RecognizerSettings(average_window_ms=10, stride_ms=50)
+
+
+def test_a_command_can_ask_for_more_certainty_than_the_rest() -> None:
+    """A manifest's ``thresholds``: "stop" (confused with "stuff") needs 0.99, others the 0.9 default."""
+    s = RecognizerSettings.from_mapping({"threshold": 0.9, "thresholds": {"stop": 0.99}})
+    assert s.threshold_for("stop") == 0.99 and s.threshold_for("on") == 0.9
+    events = feed(Recognizer(LABELS, s), [("stop", 0.97, 20), ("_silence_", 0.9, 30), ("on", 0.97, 20),
+                                          ("_silence_", 0.9, 30), ("stop", 1.0, 20)])
+    assert [e.label for e in events] == ["on", "stop"]
+    assert RecognizerSettings.from_mapping(s.to_json()) == s
+    # A user's own threshold means every command: the per-command ones go.
+    user = s.with_threshold(0.95)
+    assert user.threshold_for("stop") == 0.95 and "thresholds" not in user.to_json()
+    for bad in ({"stop": 1.5}, {"stop": "high"}, ["stop", 0.99]):
+        with pytest.raises(ValueError, match="thresholds"):
+            RecognizerSettings.from_mapping({"thresholds": bad})

@@ -6,7 +6,8 @@ several consecutive windows and a single noisy window can spike. As TensorFlow's
 posteriors are averaged over a short window; a command is announced when
 
 * the averaged top label is a command (``_silence_`` and ``_unknown_`` are never announced),
-* its averaged score reaches ``threshold``,
+* its averaged score reaches ``threshold`` (or that command's own entry in ``thresholds``: a
+  command that sounds like common words, "stop" and "stuff", can ask for more certainty than the rest),
 * at least ``min_count`` results are in the averaging window (no decision on a cold start),
 * ``suppression_ms`` have passed since the last announcement, and
 * the recognizer is *re-armed*: after an announcement the averaged score of that command must
@@ -45,27 +46,48 @@ class RecognizerSettings:
     threshold: float = THRESHOLD
     min_count: int = MIN_COUNT
     suppression_ms: int = SUPPRESSION_MS
+    thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)  # per command, overrides threshold
 
     def __post_init__(self) -> None:
         if self.stride_ms <= 0 or self.average_window_ms < self.stride_ms:
             raise ValueError("stride_ms must be positive and average_window_ms at least one stride")
         if not 0.0 <= self.threshold <= 1.0 or self.min_count < 1 or self.suppression_ms < 0:
             raise ValueError("threshold must be in [0, 1], min_count at least 1, suppression_ms not negative")
+        for label, value in self.thresholds.items():
+            if not isinstance(label, str) or isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0.0 <= value <= 1.0:
+                raise ValueError(f"thresholds must map command names to numbers in [0, 1] (got {label!r}: {value!r})")
+
+    def threshold_for(self, label: str) -> float:
+        return float(self.thresholds.get(label, self.threshold))
+
+    def with_threshold(self, threshold: float) -> RecognizerSettings:
+        """One threshold for every command: what a user who sets ``--threshold`` (or sends one over
+        MQTT) means, so the model's per-command ones are dropped."""
+        return dataclasses.replace(self, threshold=threshold, thresholds={})
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["thresholds"] = dict(self.thresholds)
+        if not out["thresholds"]:
+            del out["thresholds"]  # manifests without per-command thresholds stay as they were
+        return out
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> RecognizerSettings:
         """Known keys from a manifest's ``recognizer`` mapping; the defaults for the rest."""
         data = data or {}
         d = cls()
+        thresholds = data.get("thresholds", {})
+        if not isinstance(thresholds, Mapping):
+            raise ValueError(f"thresholds must be a mapping of command to threshold, not {thresholds!r}")
         return cls(
             stride_ms=int(data.get("stride_ms", d.stride_ms)),
             average_window_ms=int(data.get("average_window_ms", d.average_window_ms)),
             threshold=float(data.get("threshold", d.threshold)),
             min_count=int(data.get("min_count", d.min_count)),
             suppression_ms=int(data.get("suppression_ms", d.suppression_ms)),
+            thresholds=dict(thresholds),
         )
 
 
@@ -112,11 +134,11 @@ class Recognizer:
         label, score = self.labels[top], float(avg[top])
         if not self._armed and self._last_label is not None:
             last_score = float(avg[self.labels.index(self._last_label)])
-            if last_score < s.threshold:
+            if last_score < s.threshold_for(self._last_label):
                 self._armed = True
         if (
             label in NOT_COMMANDS
-            or score < s.threshold
+            or score < s.threshold_for(label)
             or len(self._results) < s.min_count
             or time_ms - self._last_time < s.suppression_ms
             or (not self._armed and label == self._last_label)

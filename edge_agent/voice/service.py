@@ -107,7 +107,7 @@ class VoiceAgent:
             if command.paused is not None:
                 self.paused = command.paused
             if command.threshold is not None:
-                settings = dataclasses.replace(self.model.settings, threshold=command.threshold)
+                settings = self.model.settings.with_threshold(command.threshold)
                 self.model = dataclasses.replace(self.model, settings=settings)
                 self.spotter = KeywordSpotter(self.model)
             if command.max_rate is not None or command.on_change is not None:

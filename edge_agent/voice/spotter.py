@@ -43,13 +43,14 @@ class VoiceModel:
 
 
 def recognizer_settings(manifest: Manifest, config: Config | None, where: str) -> RecognizerSettings:
-    """The manifest's tuned settings; ``--threshold`` (or the config file's) wins when the user set it."""
+    """The manifest's tuned settings; ``--threshold`` (or the config file's) wins when the user set
+    it, for every command (the manifest's per-command thresholds are dropped then)."""
     try:
         settings = RecognizerSettings.from_mapping(manifest.extra.get("recognizer"))
     except (TypeError, ValueError) as e:
         raise ModelError(f"{where}: field 'recognizer': {e}") from None
     if config is not None and config.where("postprocess.threshold") != "default":
-        settings = dataclasses.replace(settings, threshold=config.postprocess.threshold)
+        settings = settings.with_threshold(config.postprocess.threshold)
     return settings
 
 
