@@ -781,12 +781,15 @@ def bench_startup(ctx: Context, model: Path, threads: int) -> dict[str, Any]:
     samples: list[dict[str, float]] = []
     for _ in range(a.startup_repeats):
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, *cmd], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        first_s = time.monotonic() - t0
-        rest, err = proc.communicate()
+        with subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, *cmd], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            first_s = time.monotonic() - t0
+            # Not communicate(): it reads the raw pipe and would lose lines readline() already
+            # buffered (a busy machine delivers two predictions in one read). stderr stays small.
+            rest = proc.stdout.read()
+            err = proc.stderr.read()
         found = re.search(r"^BENCH-MAXRSS-KB (\d+)$", err, re.MULTILINE)
         if proc.returncode != 0 or not first or not found:
             raise RuntimeError(f"the agent failed (exit {proc.returncode}): {err.strip()[-500:]}")
