@@ -29,6 +29,7 @@ manifest's ``recognizer`` (the .tflite and its sha256 are untouched).
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import itertools
 import json
@@ -295,9 +296,9 @@ def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str)
     lines = ["| measure | value | target | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {t} | {ok} |" for a, b, t, ok in rows]
     if fa["heard_after"]:
-        counts = sorted(((fa["heard_after"].count(w), w) for w in set(fa["heard_after"])), reverse=True)
+        counts = collections.Counter(fa["heard_after"]).most_common()
         lines += ["", "False accepts, by the word heard just before: " + ", ".join(
-            f'"{w.split(" -> ")[0]}" → {w.split(" -> ")[1]}' + (f" ×{n}" if n > 1 else "") for n, w in counts) + "."]
+            '"' + w.replace(" -> ", '" → ') + (f" ×{n}" if n > 1 else "") for w, n in counts) + "."]
     lines += ["", f"Recognizer settings: `{json.dumps(figures['settings'])}`.", "",
               f"Model: {m['int8_tflite_bytes'] / 1024:.1f} KiB full int8, {m['params']:,} parameters, "
               f"{m['macs']:,} multiply-adds per window; {prov.get('arch')}, {prov.get('epochs')} epochs, "
