@@ -146,6 +146,12 @@ def load_edgetpu_delegate(backend: Backend, spec: str) -> Any:
         ) from None
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, in float32 (max subtracted first: no overflow)."""
+    e = np.exp(logits - logits.max())
+    return (e / e.sum()).astype(np.float32)
+
+
 @dataclasses.dataclass
 class Engine:
     """A loaded, allocated interpreter with one input and one output, warmed up once."""
@@ -161,6 +167,7 @@ class Engine:
     output_quant: tuple[float, int]
     delegate: str  # "cpu" or "edgetpu:<spec>"
     threads: int
+    logits: bool = False  # the output holds logits: scores() applies the softmax (manifest "output")
 
     @classmethod
     def load(
@@ -172,6 +179,7 @@ class Engine:
         expected_sha256: str | None = None,
         kind: str = "image",
         backend: Backend | None = None,
+        logits: bool = False,
     ) -> Engine:
         check_model_file(model_path)
         if expected_sha256 is not None and sha256_file(model_path) != expected_sha256:
@@ -227,6 +235,7 @@ class Engine:
             output_quant=out_q,
             delegate=where,
             threads=threads,
+            logits=logits,
         )
         engine.warm_up()
         return engine
@@ -252,9 +261,8 @@ class Engine:
         """The output, dequantized: int64 before subtracting the zero point (no uint8 wrap-around)."""
         raw = self.interpreter.get_tensor(self.output_index).reshape(-1)
         scale, zero = self.output_quant
-        if scale == 0.0:
-            return raw.astype(np.float32)
-        return ((raw.astype(np.int64) - zero) * scale).astype(np.float32)
+        out = raw.astype(np.float32) if scale == 0.0 else ((raw.astype(np.int64) - zero) * scale).astype(np.float32)
+        return softmax(out) if self.logits else out
 
     def table_for(self, spec: ImageInput) -> np.ndarray:
         """The pixel → input-value table for this model's input type and quantization."""

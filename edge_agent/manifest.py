@@ -21,6 +21,9 @@ from .errors import ModelError
 SCHEMA: Final = "edge-agent/manifest@1"
 RESIZE_MODES: Final = ("stretch", "center_crop", "letterbox")
 COLOR_ORDERS: Final = ("RGB", "BGR", "GRAY")
+OUTPUT_PROBABILITIES: Final = "probabilities"
+OUTPUT_LOGITS: Final = "logits"
+OUTPUT_KINDS: Final = (OUTPUT_PROBABILITIES, OUTPUT_LOGITS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Manifest:
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # What the model's output holds: "probabilities" (a softmax; every manifest before this field)
+    # or "logits" (the engine applies the softmax in float32; see edge_agent/convert/logits.py).
+    output: str = OUTPUT_PROBABILITIES
 
     @property
     def kind(self) -> str:
@@ -72,6 +78,8 @@ class Manifest:
             "provenance": dict(self.provenance),
             "metrics": dict(self.metrics),
         }
+        if self.output != OUTPUT_PROBABILITIES:  # manifests without it keep their old bytes
+            data["output"] = self.output
         data.update(self.extra)
         return data
 
@@ -141,7 +149,11 @@ def parse(data: Any, where: str) -> Manifest:
     audio = {k: v for k, v in inp.items() if k != "kind"} if kind == "audio" else None
     if image is None and audio is None:
         raise ModelError(f"{where}: field 'input.kind' must be 'image' or 'audio'")
-    known = {"schema", "name", "task", "kind", "model_file", "sha256", "labels", "input", "provenance", "metrics"}
+    output = data.get("output", OUTPUT_PROBABILITIES)
+    if output not in OUTPUT_KINDS:
+        raise ModelError(f"{where}: field 'output' must be one of {', '.join(OUTPUT_KINDS)} (got {output!r})")
+    known = {"schema", "name", "task", "kind", "model_file", "sha256", "labels", "input", "provenance", "metrics",
+             "output"}
     return Manifest(
         name=str(data.get("name", Path(where).stem)),
         task=str(data.get("task", "custom")),
@@ -153,6 +165,7 @@ def parse(data: Any, where: str) -> Manifest:
         provenance=dict(data.get("provenance") or {}),
         metrics=dict(data.get("metrics") or {}),
         extra={k: v for k, v in data.items() if k not in known},
+        output=output,
     )
 
 

@@ -67,8 +67,11 @@ def test_train_voice_writes_a_full_int8_model_the_agent_loads(tmp_path: Path) ->
     assert manifest["labels"] == ["yes", "no", "on", "off", "stop", "_silence_", "_unknown_"]
     assert manifest["recognizer"]["stride_ms"] == 50
     assert manifest["metrics"]["int8"]["n"] == 6 + 1  # the held-out clips plus their silence share
+    assert manifest["output"] == "logits"  # the int8 softmax is removed: scores are not capped at 0.996
     model = load_voice_model(out)
     assert model.engine.input_dtype == np.int8 and model.engine.input_shape == (1, 49, 40, 1)
+    scores = model.engine.run(lambda view: view.fill(0))
+    assert model.engine.logits and scores.sum() == pytest.approx(1.0, abs=1e-5) and (scores >= 0).all()
     assert model.spec.std > 0 and model.spec.mean < 0  # measured on the training features
     assert out.with_suffix(".report.md").read_text().startswith("# Training report: kws")
 
@@ -82,6 +85,8 @@ def test_class_weights_balance_commands_against_a_data_set_rich_in_other_words()
         assert totals[name] == pytest.approx(totals["yes"])
     assert totals["_unknown_"] == pytest.approx(train_mod.UNKNOWN_WEIGHT_SHARE * totals["yes"])
     assert sum(totals.values()) == pytest.approx(len(y))  # the mean weight per example stays 1
+    w4 = train_mod.class_weights(y, labels, unknown_share=4.0)  # --unknown-weight 4
+    assert w4[6] * 200 == pytest.approx(4.0 * w4[0] * 10)
 
 
 def test_mel_warp_moves_a_formant_up_or_down_and_leaves_alpha_one_alone() -> None:

@@ -19,7 +19,8 @@ voices' clips). Figures:
   drawn as ``_unknown_`` was trained (words, made-up words, two-word phrases);
 * **real-time factor** on one core (``threads=1``): compute time / audio time.
 
-``--tune`` picks the recognizer settings on the *validation* voices (never the test voices):
+``--tune`` picks the recognizer settings on the *validation* voices (never the test voices), on
+``--tune-minutes`` (default 60) of their other words:
 the highest recall with at most 1 false accept per hour and p90 latency under 450 ms; when no
 setting gets there, the quietest one at 80 % recall, then per-command thresholds raised one step
 at a time where the false accepts gather (:func:`per_command`). They are written into the
@@ -59,9 +60,12 @@ FA_TARGET_PER_HOUR: Final = 2.0
 TUNE_FA_PER_HOUR: Final = 1.0  # tuning aims at half the target, for margin on unseen voices
 TUNE_P90_MS: Final = 450.0
 TUNE_MIN_RECALL: Final = 0.8  # when the false-accept target is out of reach: the quietest setting above this
-PER_COMMAND_STEPS: Final = (0.97, 0.98, 0.99, 0.995, 0.998)
+# Above 0.996 only for models that output logits (manifest "output": "logits"): an int8 softmax
+# tops out at 255/256, so higher thresholds would never fire (see edge_agent/convert/logits.py).
+PER_COMMAND_STEPS: Final = (0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
 GRID: Final = {
-    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99),
+    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995,
+                  0.9998),
     "average_window_ms": (200, 300, 400, 500),
     "min_count": (3,),
 }
@@ -315,13 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=30.0,
                    help="minutes of other words for false accepts (30: one false accept is 2 per hour)")
     p.add_argument("--tune", action="store_true", help="pick recognizer settings on validation voices, save them")
+    p.add_argument("--tune-minutes", type=float, default=60.0,
+                   help="minutes of the validation voices' other words to tune on (60: one false accept is 1 per hour)")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--card", type=Path, help="write the measured part of the model card (markdown) here")
     a = p.parse_args(argv)
     cache = a.cache or a.data / "_eval"
     model = load_voice_model(a.model, threads=1)
     if a.tune:
-        settings = tune(model, a.data, cache, a.minutes / 2)
+        settings = tune(model, a.data, cache, a.tune_minutes)
         mpath = manifest_mod.manifest_path_for(a.model)
         m = manifest_mod.load(mpath)
         manifest_mod.write(dataclasses.replace(m, extra={**m.extra, "recognizer": settings.to_json()}), mpath)

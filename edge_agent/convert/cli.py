@@ -1,4 +1,4 @@
-"""``edge-agent-convert``: train, quantize, evaluate, describe, edgetpu.
+"""``edge-agent-convert``: train, quantize, evaluate, describe, edgetpu, logits.
 
 Every user mistake is an :class:`~edge_agent.errors.EdgeAgentError` and becomes ONE line,
 ``edge-agent-convert: error: <why>``, with exit status 2 (argparse's own usage errors use the
@@ -136,6 +136,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", type=Path, help="where *_edgetpu.tflite goes (default: beside the model)")
     g.add_argument("--check-only", action="store_true", help="do not run edgetpu_compiler")
     _common(g)
+    lg = sub.add_parser("logits", help="remove a model's final int8 softmax so it outputs logits (finer scores)")
+    lg.add_argument("model", type=Path, help="full-int8 .tflite ending in SOFTMAX (its manifest is updated too)")
+    lg.add_argument("--out", type=Path, help="write here instead of overwriting the model (manifest beside it)")
+    _common(lg)
     return p
 
 
@@ -193,12 +197,21 @@ def cmd_edgetpu(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, A
     return result, edgetpu.format_text
 
 
+def cmd_logits(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
+    from . import logits
+
+    result = logits.convert_file(a.model, a.out)
+    return result, lambda r: (f"wrote {r['model_file']} (outputs logits; the agent applies the softmax)"
+                              + (f" and {r['manifest_file']}" if "manifest_file" in r else ""))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str, Any], Callable[[Any], str]]]] = {
     "train": cmd_train,
     "quantize": cmd_quantize,
     "evaluate": cmd_evaluate,
     "describe": cmd_describe,
     "edgetpu": cmd_edgetpu,
+    "logits": cmd_logits,
 }
 
 

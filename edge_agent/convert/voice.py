@@ -45,7 +45,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError, EdgeAgentError, ExitCode, ModelError
-from ..manifest import Manifest, manifest_path_for, sha256_file, write
+from ..manifest import OUTPUT_LOGITS, Manifest, manifest_path_for, sha256_file, write
 from ..preprocess import audio
 from ..preprocess.audio import AudioSpec
 from ..sources.wav import read_wav
@@ -246,16 +246,17 @@ def warp(f: np.ndarray, alpha: float) -> np.ndarray:
     return f[:, lo] * (1 - frac) + f[:, hi] * frac
 
 
-def class_weights(y: np.ndarray, labels: Sequence[str]) -> dict[int, float]:
+def class_weights(y: np.ndarray, labels: Sequence[str],
+                  unknown_share: float = UNKNOWN_WEIGHT_SHARE) -> dict[int, float]:
     """Loss weights so each command and ``_silence_`` count as much as each other, and
-    ``_unknown_`` as :data:`UNKNOWN_WEIGHT_SHARE` commands together.
+    ``_unknown_`` as ``unknown_share`` commands together (``--unknown-weight``).
 
     Why: a data set rich in other words (what keeps false accepts down) is mostly ``_unknown_``;
     trained on those raw counts the network learns that "probably not a command" is the safe
     answer and misses real commands from voices it never heard."""
     counts = np.bincount(y, minlength=len(labels)).astype(np.float64)
     target = np.ones(len(labels))
-    target[labels.index(UNKNOWN)] = UNKNOWN_WEIGHT_SHARE
+    target[labels.index(UNKNOWN)] = unknown_share
     weights = np.where(counts > 0, target / np.maximum(counts, 1), 0.0)
     weights *= len(y) / float((weights * counts).sum())  # mean weight per example stays 1
     return {i: float(w) for i, w in enumerate(weights)}
@@ -346,6 +347,7 @@ class Options:
     width: int = DEFAULT_WIDTH
     blocks: int = DEFAULT_BLOCKS
     seed: int = 0
+    unknown_weight: float = UNKNOWN_WEIGHT_SHARE
     name: str | None = None
     report: Path | None = None
     command: str = ""
@@ -359,6 +361,8 @@ def train(o: Options) -> dict[str, Any]:
     """The whole command; returns the report (also written beside the model)."""
     if o.epochs < 1 or o.batch < 1 or o.width < 4 or o.blocks < 1:
         raise ConfigError("--epochs, --batch, --width and --blocks must be positive (width at least 4)")
+    if not o.unknown_weight > 0:
+        raise ConfigError(f"--unknown-weight must be positive, not {o.unknown_weight}")
     corpus = scan(o.data, o.commands)
     logger.info("data %s: %s clips", o.data, corpus.counts())
     base = AudioSpec()
@@ -379,7 +383,7 @@ def train(o: Options) -> dict[str, Any]:
     logger.info("features: %d train, %d validation, %d test clips in %.0f s", len(f_train), len(f_val),
                 len(x_test), time.monotonic() - t0)
 
-    from . import _tf, graph, report
+    from . import _tf, graph, logits, report
 
     tf = _tf.tf()
     keras = _tf.keras()
@@ -390,7 +394,7 @@ def train(o: Options) -> dict[str, Any]:
     schedule = keras.optimizers.schedules.CosineDecay(o.lr, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    weights = class_weights(y_train, labels)
+    weights = class_weights(y_train, labels, o.unknown_weight)
     logger.info("class weights: %s", {labels[i]: round(w, 3) for i, w in weights.items()})
     history = model.fit(f_train[..., None], y_train, batch_size=o.batch, epochs=o.epochs, shuffle=True,
                         class_weight=weights,
@@ -400,7 +404,9 @@ def train(o: Options) -> dict[str, Any]:
 
     calib = f_train[rng.permutation(len(f_train))[:CALIBRATION_CLIPS]]
     float_bytes = to_tflite(tf, model, None)
-    int8_bytes = to_tflite(tf, model, calib)
+    # Logits out, not the int8 softmax: its top level, 0.996, is where a sure "stop" and a nearly
+    # sure "stuff" both sit, and no threshold could split them (see convert/logits.py).
+    int8_bytes = logits.strip_softmax(to_tflite(tf, model, calib), "the converted model")
     g = graph.read(int8_bytes)
     floats = [f"{op.name}#{op.index}" for op in g.float_ops()]
     if floats:
@@ -449,12 +455,13 @@ def train(o: Options) -> dict[str, Any]:
         },
         "class_weights": {labels[i]: round(w, 4) for i, w in weights.items()},
         "io_type": "int8",
+        "output": "logits (final int8 softmax removed; the agent applies it in float32)",
     }
     name = o.name or o.out.stem
     manifest = Manifest(
         name=name, task="voice", labels=labels, sha256=sha256_file(o.out), model_file=o.out.name,
         audio={k: v for k, v in spec.to_json().items() if k != "kind"}, provenance=provenance, metrics=metrics,
-        extra={"recognizer": RecognizerSettings().to_json()},
+        extra={"recognizer": RecognizerSettings().to_json()}, output=OUTPUT_LOGITS,
     )
     write(manifest, manifest_path_for(o.out))
     result = {"name": name, "model_file": str(o.out), "manifest_file": str(manifest_path_for(o.out)),
@@ -506,6 +513,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="channels of the separable blocks")
     p.add_argument("--blocks", type=int, default=DEFAULT_BLOCKS, help="depthwise-separable blocks")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unknown-weight", type=float, default=UNKNOWN_WEIGHT_SHARE,
+                   help="_unknown_'s total loss weight in commands' worth: higher means fewer false accepts and "
+                        "more missed commands")
     p.add_argument("--name", help="model name in the manifest (default: the file's stem)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout")
     return p
@@ -518,7 +528,7 @@ def train_voice_main(argv: Sequence[str]) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands = tuple(c.strip() for c in a.commands.split(",") if c.strip())
     o = Options(data=a.data, out=a.out, commands=commands, epochs=a.epochs, batch=a.batch, lr=a.lr, width=a.width,
-                blocks=a.blocks, seed=a.seed, name=a.name,
+                blocks=a.blocks, seed=a.seed, unknown_weight=a.unknown_weight, name=a.name,
                 command="edge-agent-convert train-voice " + " ".join(argv))
     try:
         result = train(o)
