@@ -110,8 +110,22 @@ def build_stream(name: str, words: list[tuple[str, str]], rng: np.random.Generat
     return Stream(name, read_wav(wav)[0], marks)  # what the agent would read: 16-bit PCM
 
 
-def posteriors(model: VoiceModel, stream: Stream) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scores every stride as the agent computes them: (times_ms, scores, compute seconds)."""
+def posteriors(model: VoiceModel, stream: Stream, cache: Path | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Scores every stride as the agent computes them: (times_ms, scores, compute seconds).
+
+    Kept in ``cache`` per model (sha256), stream and stride, so re-tuning a model skips minutes of
+    inference; the compute time is the one measured when they were made."""
+    path = cache / f"{stream.name}.{model.sha256[:12]}.{model.settings.stride_ms}ms.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return z["times"], z["scores"], float(z["compute_s"])
+    times, scores, elapsed = _infer(model, stream)
+    if path is not None:
+        np.savez(path, times=times, scores=scores, compute_s=elapsed)
+    return times, scores, elapsed
+
+
+def _infer(model: VoiceModel, stream: Stream) -> tuple[np.ndarray, np.ndarray, float]:
     spotter = KeywordSpotter(model)
     clip = model.spec.clip_samples
     ends = np.arange(clip, len(stream.audio) + 1, spotter.stride)
@@ -218,17 +232,17 @@ def evaluate(model: VoiceModel, settings: RecognizerSettings, cmd: tuple[np.ndar
 
 def tune(model: VoiceModel, data: Path, cache: Path, minutes: float) -> RecognizerSettings:
     cmd_s, fa_s = make_streams(data, cache, minutes, gen.VAL_VARIANTS, "val", seed=101)
-    cmd = posteriors(model, cmd_s)[:2]
-    fa = posteriors(model, fa_s)[:2]
+    cmd = posteriors(model, cmd_s, cache)[:2]
+    fa = posteriors(model, fa_s, cache)[:2]
     best: tuple[float, RecognizerSettings] | None = None
     fallback: tuple[float, RecognizerSettings] | None = None  # fewest false accepts with usable recall
     for th, win, mc in itertools.product(*GRID.values()):
         if win < mc * model.settings.stride_ms:
             continue
-        s = dataclasses.replace(model.settings, threshold=th, average_window_ms=win, min_count=mc)
+        s = dataclasses.replace(model.settings, threshold=th, average_window_ms=win, min_count=mc, thresholds={})
         r = evaluate(model, s, cmd, cmd_s, fa, fa_s)
         ok = r["false_accepts_per_hour"] <= TUNE_FA_PER_HOUR and r["latency_ms"]["p90"] <= TUNE_P90_MS
-        print(f"  threshold {th:.2f} window {win} min_count {mc}: recall {r['recall']:.4f} "
+        print(f"  threshold {th:g} window {win} min_count {mc}: recall {r['recall']:.4f} "
               f"FA/h {r['false_accepts_per_hour']:.1f} p90 {r['latency_ms']['p90']:.0f} ms {'ok' if ok else ''}",
               file=sys.stderr)
         key = r["recall"] - 1e-4 * th  # among equals, the lower threshold (more margin for quieter talkers)
@@ -334,8 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tuned on validation voices, saved to {mpath}: {settings}", file=sys.stderr)
         model = load_voice_model(a.model, threads=1)
     cmd_s, fa_s = make_streams(a.data, cache, a.minutes, gen.TEST_VARIANTS, "test", seed=202)
-    t_cmd, s_cmd, c_cmd = posteriors(model, cmd_s)
-    t_fa, s_fa, c_fa = posteriors(model, fa_s)
+    t_cmd, s_cmd, c_cmd = posteriors(model, cmd_s, cache)
+    t_fa, s_fa, c_fa = posteriors(model, fa_s, cache)
     result = evaluate(model, model.settings, (t_cmd, s_cmd), cmd_s, (t_fa, s_fa), fa_s)
     audio_s = cmd_s.seconds + fa_s.seconds
     compute_s = c_cmd + c_fa
