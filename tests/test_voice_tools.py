@@ -3,6 +3,13 @@ training never did, every command gets near misses, and each false accept is tra
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.voice.spotter import load_voice_model
+from tests.helpers import REPO
 from tests.voice_helpers import need_espeak
 from tools import eval_voice
 from tools import gen_voice_data as gen
@@ -29,3 +36,21 @@ def test_each_false_accept_is_traced_to_the_word_before_it() -> None:
     marks = [("hello", 1.0, 1.5), ("stuff", 4.0, 4.4), ("sofa", 8.0, 8.6)]
     events = [("stop", 4600.0), ("on", 7000.0), ("yes", 500.0)]
     assert eval_voice.attribute(events, marks) == ["stuff -> stop", "noise -> on", "noise -> yes"]
+
+
+def test_posteriors_are_kept_per_model_and_stream(tmp_path: Path) -> None:
+    """Re-tuning a model reuses its scores; another model (another sha256) gets its own."""
+    model = load_voice_model(REPO / "models" / "voice.tflite")
+    rng = np.random.default_rng(0)
+    stream = eval_voice.Stream("noise", (0.05 * rng.standard_normal(24_000)).astype(np.float32), [])
+    t1, s1, c1 = eval_voice.posteriors(model, stream, tmp_path)
+    assert len(t1) == 1 + (24_000 - 16_000) // 800 and s1.shape == (len(t1), len(model.labels))
+    [kept] = tmp_path.glob("noise.*.npz")
+    assert model.sha256[:12] in kept.name
+    t2, s2, c2 = eval_voice.posteriors(model, stream, tmp_path)
+    np.testing.assert_array_equal(t2, t1)
+    np.testing.assert_array_equal(s2, s1)
+    assert c2 == c1  # the time measured when they were computed, read back, not measured again
+    other = dataclasses.replace(model, sha256="0" * 64)
+    eval_voice.posteriors(other, stream, tmp_path)
+    assert len(list(tmp_path.glob("noise.*.npz"))) == 2
