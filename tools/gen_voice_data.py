@@ -155,6 +155,10 @@ NEAR_PER_COMMAND: Final = 80  # made-up one-syllable words two phonemes from eac
 PHRASE_SHARE: Final = 0.15  # of the other-word clips: two short words run together ("big dog")
 PSEUDO_SHARE: Final = 0.2  # of the other-word clips: a made-up word
 NEAR_SHARE: Final = 0.25  # of the other-word clips: a near miss (real or made up), so "stub" is not "stop"
+# Of the near misses: a real word ("stuff", "chop"), though they are ~90 of ~490. Drawn uniformly,
+# each real one got ~7 clips in 23,000, and "stuff" stayed "stop" for unheard voices; these are the
+# words a household says, the made-up ones only fill the gaps between them.
+NEAR_REAL_SHARE: Final = 0.5
 
 
 def phonemes(words: Sequence[str], voice: str = "en") -> dict[str, str]:
@@ -225,13 +229,21 @@ def vocabulary(seed: int = 0) -> tuple[tuple[str, ...], tuple[str, ...], tuple[s
     return seen, pseudo, unseen
 
 
+@functools.cache
+def _near_misses(near: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(real words, made-up words) among the near misses."""
+    real = frozenset(NEAR_REAL_RAW)
+    return tuple(w for w in near if w in real), tuple(w for w in near if w not in real)
+
+
 def other_word(rng: np.random.Generator, seen: Sequence[str], pseudo: Sequence[str]) -> str:
     """One `_unknown_` utterance: a word, a made-up word or two short words run together."""
     r = rng.random()
     if r < PSEUDO_SHARE:
         return str(rng.choice(pseudo[:PSEUDO_WORDS]))
     if r < PSEUDO_SHARE + NEAR_SHARE:
-        return str(rng.choice(pseudo[PSEUDO_WORDS:]))
+        real, made_up = _near_misses(tuple(pseudo[PSEUDO_WORDS:]))
+        return str(rng.choice(real if real and rng.random() < NEAR_REAL_SHARE else made_up or real))
     r -= NEAR_SHARE
     if r < PSEUDO_SHARE + PHRASE_SHARE:
         short = [w for w in seen if len(w) <= 5]
