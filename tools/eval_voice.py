@@ -22,7 +22,7 @@ voices' clips). Figures:
 ``--tune`` picks the recognizer settings on the *validation* voices (never the test voices), on
 ``--tune-minutes`` (default 60) of their other words:
 the highest recall with at most 1 false accept per hour and p90 latency under 450 ms; when no
-setting gets there, the quietest one at 80 % recall, then per-command thresholds raised one step
+setting gets there, the quietest one at 70 % recall, then per-command thresholds raised one step
 at a time where the false accepts gather (:func:`per_command`). They are written into the
 manifest's ``recognizer`` (the .tflite and its sha256 are untouched).
 """
@@ -59,7 +59,10 @@ UNSEEN_SHARE: Final = 0.5  # of the false-accept stream's words: never heard in 
 FA_TARGET_PER_HOUR: Final = 2.0
 TUNE_FA_PER_HOUR: Final = 1.0  # tuning aims at half the target, for margin on unseen voices
 TUNE_P90_MS: Final = 450.0
-TUNE_MIN_RECALL: Final = 0.8  # when the false-accept target is out of reach: the quietest setting above this
+# When the false-accept target is out of reach: the quietest setting above this recall. The issue
+# puts false accepts first (a light switching itself on at night is worse than saying "on" twice),
+# and the validation voices are harder than the test voices (81 % vs 89 % recall, same settings).
+TUNE_MIN_RECALL: Final = 0.7
 # Above 0.996 only for models that output logits (manifest "output": "logits"): an int8 softmax
 # tops out at 255/256, so higher thresholds would never fire (see edge_agent/convert/logits.py).
 PER_COMMAND_STEPS: Final = (0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
