@@ -22,12 +22,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..manifest import OUTPUT_LOGITS, load, manifest_path_for, sha256_file, write
-
-
-def _schema() -> Any:
-    from .graph import _schema as schema
-
-    return schema()
+from .graph import _schema
 
 
 def strip_softmax(data: bytes, where: str = "model") -> bytes:

@@ -455,7 +455,6 @@ def train(o: Options) -> dict[str, Any]:
         },
         "class_weights": {labels[i]: round(w, 4) for i, w in weights.items()},
         "io_type": "int8",
-        "output": "logits (final int8 softmax removed; the agent applies it in float32)",
     }
     name = o.name or o.out.stem
     manifest = Manifest(
