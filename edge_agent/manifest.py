@@ -65,6 +65,11 @@ class Manifest:
     def kind(self) -> str:
         return "audio" if self.audio is not None else "image"
 
+    @property
+    def logits(self) -> bool:
+        """Whether the engine must apply the softmax itself (what ``Engine.load(logits=)`` takes)."""
+        return self.output == OUTPUT_LOGITS
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "schema": SCHEMA,

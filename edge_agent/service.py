@@ -86,7 +86,7 @@ def load_model(config: Config) -> LoadedModel:
         edgetpu=config.model.edgetpu,
         edgetpu_fallback=config.model.edgetpu_fallback,
         expected_sha256=manifest.sha256 if manifest else None,
-        logits=manifest is not None and manifest.output == manifest_mod.OUTPUT_LOGITS,
+        logits=manifest is not None and manifest.logits,
     )
     if manifest is not None and manifest.input is not None:
         spec = manifest.input

@@ -75,7 +75,7 @@ def load_voice_model(path: Path, threads: int = 1, config: Config | None = None)
         edgetpu_fallback=config.model.edgetpu_fallback if config else False,
         expected_sha256=manifest.sha256,
         kind="audio",
-        logits=manifest.output == manifest_mod.OUTPUT_LOGITS,
+        logits=manifest.logits,
     )
     shape = tuple(engine.input_shape)
     want = (1, *spec.shape)
