@@ -163,7 +163,7 @@ NEAR_REAL_SHARE: Final = 0.5
 # previous model (4.5 false accepts per hour) gave their *training* clips, where it still put
 # "hop" and "up" at 0.2-0.4 "off", "stuff" at 0.2 "stop" (no held-out voice was used to pick them).
 # Drawn at random, each had 4-26 clips in 23,000; every training voice also says
-# HARD_PER_VOICE of these, ~140 clips each, so "stuff" is learnt as "stuff" from many voices.
+# HARD_PER_VOICE of these, ~110 clips each, so "stuff" is learnt as "stuff" from many voices.
 HARD_WORDS_RAW: Final = (
     "hop", "up", "stuff", "star", "new", "arm", "gnaw", "honk", "oaf", "own", "stuck", "tough", "awe",
     "shut", "fog", "shop", "aunt", "prop", "stack", "stub", "staff", "stork", "soft", "chop", "yawn", "nut",
@@ -424,8 +424,9 @@ def hard_words(seen: Sequence[str], pseudo: Sequence[str]) -> tuple[str, ...]:
 
 def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
     """Every clip of one voice (a worker process's unit); its own seeded generator, so the output
-    does not depend on how many workers ran. The hard words come last: the other clips stay the
-    same whatever their number."""
+    does not depend on how many workers ran. Held-out voices say no hard words, so their clips do
+    not depend on :data:`HARD_PER_VOICE`; a training voice says the same other words whatever it
+    is, in other renditions (the draws that follow shift)."""
     out, voice, _split, per_word, others, hard, seed = job
     noises = _NOISES
     rng = np.random.default_rng([seed, *voice.encode()])
