@@ -33,13 +33,13 @@ def test_nothing_trained_sounds_like_an_unseen_word_and_every_command_has_near_m
     assert {"stub", "chop", "yawn", "soft"} <= set(near)  # real near misses, not only made-up ones
 
 
-def test_every_training_voice_also_says_words_the_model_confused_with_commands(
+def test_a_training_voice_asked_for_hard_words_says_that_many_confusable_trained_words(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hard words ("stuff", "up", "hop") all survive the filters (none unseen or a homophone)
     and a training voice asked for 4 says 4 different ones."""
     need_espeak()
     seen, made_up, _ = gen.vocabulary()
-    assert gen.hard_words(seen, made_up) == gen.HARD_WORDS_RAW
+    assert set(gen.HARD_WORDS_RAW) <= {*seen, *made_up}
     monkeypatch.setattr(gen, "_NOISES", [gen.make_noise("pink", 2.0, np.random.default_rng(0))])
     written = gen.voice_clips((tmp_path, "en+m1", "train", 0, 0, 4, 0))
     words = [Path(w).parent.name for w in written]
