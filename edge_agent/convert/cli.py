@@ -1,4 +1,4 @@
-"""``edge-agent-convert``: train, quantize, evaluate, describe, edgetpu, logits.
+"""``edge-agent-convert``: train, quantize, evaluate, describe, edgetpu, logits, ensemble.
 
 Every user mistake is an :class:`~edge_agent.errors.EdgeAgentError` and becomes ONE line,
 ``edge-agent-convert: error: <why>``, with exit status 2 (argparse's own usage errors use the
@@ -140,6 +140,12 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("model", type=Path, help="full-int8 .tflite ending in SOFTMAX (its manifest is updated too)")
     lg.add_argument("--out", type=Path, help="write here instead of overwriting the model (manifest beside it)")
     _common(lg)
+    en = sub.add_parser("ensemble", help="merge classifiers (logits out) into one model that outputs their mean logits")
+    en.add_argument("models", type=Path, nargs="+", help="2 to 8 full-int8 .tflite files, each with its manifest; "
+                    "the first one's front end is the ensemble's")
+    en.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest beside it)")
+    en.add_argument("--name", help="model name in the manifest (default: the file's stem)")
+    _common(en)
     return p
 
 
@@ -205,6 +211,16 @@ def cmd_logits(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, An
                               + (f" and {r['manifest_file']}" if "manifest_file" in r else ""))
 
 
+def cmd_ensemble(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
+    from . import ensemble
+
+    if a.out.suffix != ".tflite":
+        raise ConfigError(f"--out {a.out}: expected a .tflite path")
+    result = ensemble.convert_files(a.models, a.out, a.name)
+    return result, lambda r: (f"wrote {r['model_file']} and {r['manifest_file']}: mean logits of {len(r['members'])} "
+                              f"models (input off by at most {max(r['input_error_steps']):.2f} quantization steps)")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str, Any], Callable[[Any], str]]]] = {
     "train": cmd_train,
     "quantize": cmd_quantize,
@@ -212,6 +228,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str
     "describe": cmd_describe,
     "edgetpu": cmd_edgetpu,
     "logits": cmd_logits,
+    "ensemble": cmd_ensemble,
 }
 
 
