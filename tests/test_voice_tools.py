@@ -4,6 +4,7 @@ training never did, every command gets near misses, and each false accept is tra
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,22 @@ def test_posteriors_are_kept_per_model_and_stream(tmp_path: Path) -> None:
     other = dataclasses.replace(model, sha256="0" * 64)
     eval_voice.posteriors(other, stream, tmp_path)
     assert len(list(tmp_path.glob("noise.*.npz"))) == 2
+
+
+def test_validation_variants_chosen_for_the_data_leave_training_and_are_what_tuning_listens_to(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A variant named with --validation-variants is never a training voice; eval_voice --tune
+    reads the data folder's choice, and a test voice cannot be one."""
+    need_espeak()
+    out = tmp_path / "d"
+    assert gen.main([str(out), "--validation-variants", "m6,Mike", "--accents", "1", "--random-variants", "0",
+                     "--per-word", "0", "--others-per-voice", "0", "--held-out-others", "0",
+                     "--noise-seconds", "2", "--jobs", "1"]) == 0
+    voices = json.loads((out / "voices.json").read_text())
+    assert voices["validation_variants"] == ["m6", "Mike"]
+    assert "Mike" in gen.TRAIN_VARIANTS and "Mike" not in voices["train_variants"]
+    assert eval_voice.validation_variants(out) == ("m6", "Mike")
+    assert eval_voice.validation_variants(tmp_path) == gen.VAL_VARIANTS  # a folder without voices.json
+    with pytest.raises(SystemExit) as e:
+        gen.main([str(tmp_path / "e"), "--validation-variants", "Andy"])
+    assert e.value.code == 2 and "test variants" in capsys.readouterr().err

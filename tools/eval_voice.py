@@ -233,8 +233,17 @@ def evaluate(model: VoiceModel, settings: RecognizerSettings, cmd: tuple[np.ndar
     return result
 
 
+def validation_variants(data: Path) -> tuple[str, ...]:
+    """The variants the data folder held out for validation (its ``voices.json``, written by
+    ``tools/gen_voice_data.py --validation-variants``); the generator's default for older folders."""
+    meta = data / "voices.json"
+    if meta.is_file():
+        return tuple(json.loads(meta.read_text()).get("validation_variants") or gen.VAL_VARIANTS)
+    return gen.VAL_VARIANTS
+
+
 def tune(model: VoiceModel, data: Path, cache: Path, minutes: float) -> RecognizerSettings:
-    cmd_s, fa_s = make_streams(data, cache, minutes, gen.VAL_VARIANTS, "val", seed=101)
+    cmd_s, fa_s = make_streams(data, cache, minutes, validation_variants(data), "val", seed=101)
     cmd = posteriors(model, cmd_s, cache)[:2]
     fa = posteriors(model, fa_s, cache)[:2]
     best: tuple[float, RecognizerSettings] | None = None
@@ -294,16 +303,47 @@ def per_command(model: VoiceModel, s: RecognizerSettings, cmd: tuple[np.ndarray,
     return s
 
 
+def _members(manifest: manifest_mod.Manifest) -> list[dict[str, Any]]:
+    """The members of a model made by ``edge-agent-convert ensemble`` (none for a trained one)."""
+    return list(manifest.provenance.get("members") or [])
+
+
+def _float_row(manifest: manifest_mod.Manifest, target: Any) -> tuple[str, str, str, str]:
+    """float32 vs int8 from the training report; for an ensemble, each member's (the merge adds no
+    float counterpart: it averages the members' int8 logits)."""
+    members = _members(manifest)
+    if not members:
+        m = manifest.metrics
+        return ("held-out clip accuracy, float32 (training report)", f"{100 * (m['float']['top1']):.2f} %",
+                "int8 within 1 point", target(abs(m["top1_drop_points"]) <= 1.0))
+    ms = [mm["metrics"] for mm in members]
+    value = "; ".join(f"{100 * x['float']['top1']:.2f} % (int8 {100 * x['int8']['top1']:.2f} %)" for x in ms)
+    return (f"held-out clip accuracy, float32, each of the {len(ms)} members (training reports)", value,
+            "int8 within 1 point, each", target(all(abs(x["top1_drop_points"]) <= 1.0 for x in ms)))
+
+
+def _model_line(manifest: manifest_mod.Manifest, path: Path) -> str:
+    members = _members(manifest)
+    if not members:
+        m, prov = manifest.metrics, manifest.provenance
+        return (f"Model: {m['int8_tflite_bytes'] / 1024:.1f} KiB full int8, {m['params']:,} parameters, "
+                f"{m['macs']:,} multiply-adds per window; {prov.get('arch')}, {prov.get('epochs')} epochs, "
+                f"trained in {prov.get('train_seconds')} s.")
+    parts = [f"{mm['file']} ({mm['sha256'][:12]}: {mm['provenance'].get('arch')}, {mm['provenance'].get('epochs')} "
+             f"epochs on {mm['provenance'].get('dataset')})" for mm in members]
+    macs = sum(int(mm["metrics"].get("macs", 0)) for mm in members)
+    return (f"Model: {path.stat().st_size / 1024:.1f} KiB full int8, the mean logits of {len(members)} members "
+            f"({'; '.join(parts)}), {macs:,} multiply-adds per window.")
+
+
 def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str) -> str:
     """The model card's measured part, in markdown, from the same figures as the JSON."""
-    m, c, fa, sp = manifest.metrics, figures["command_stream"], figures["false_accepts"], figures["speed"]
-    prov = manifest.provenance
+    c, fa, sp = figures["command_stream"], figures["false_accepts"], figures["speed"]
     target = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     rows = [
         ("held-out clip accuracy, int8 (7 classes)", f"{100 * figures['clips_int8']['top1']:.2f} % "
          f"({figures['clips_int8']['n']} clips)", "≥ 95 %", target(figures["clips_int8"]["top1"] >= 0.95)),
-        ("held-out clip accuracy, float32 (training report)", f"{100 * (m['float']['top1']):.2f} %",
-         "int8 within 1 point", target(abs(m["top1_drop_points"]) <= 1.0)),
+        _float_row(manifest, target),
         (f"command stream: recall ({c['words']} commands, {c['voices']} held-out voices, {c['minutes']} min)",
          f"{100 * c['recall']:.1f} % ({c['wrong_command']} wrong command, {c['missed']} missed)", "", ""),
         (f"false accepts ({fa['minutes']} min of other words and noise)",
@@ -321,9 +361,7 @@ def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str)
         lines += ["", "False accepts, by the word heard just before: " + ", ".join(
             '"' + w.replace(" -> ", '" → ') + (f" ×{n}" if n > 1 else "") for w, n in counts) + "."]
     lines += ["", f"Recognizer settings: `{json.dumps(figures['settings'])}`.", "",
-              f"Model: {m['int8_tflite_bytes'] / 1024:.1f} KiB full int8, {m['params']:,} parameters, "
-              f"{m['macs']:,} multiply-adds per window; {prov.get('arch')}, {prov.get('epochs')} epochs, "
-              f"trained in {prov.get('train_seconds')} s.", "",
+              _model_line(manifest, Path(figures["model"])), "",
               f"Measured with `{command}`."]
     return "\n".join(lines) + "\n"
 

@@ -138,7 +138,6 @@ TRIM_LEVEL: Final = 0.02  # of the peak: below this at the ends is espeak's padd
 NOISE_SECONDS: Final = 60
 NOISE_KINDS: Final = ("white", "pink", "brown", "hum", "fan", "babble")
 
-VAL_VARIANTS_ONLY: Final = tuple(v for v in VAL_VARIANTS if v not in TRAIN_VARIANTS)
 assert not set(TEST_VARIANTS) & (set(TRAIN_VARIANTS) | set(VAL_VARIANTS)), "test voices must be unheard"
 
 
@@ -457,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hard-per-voice", type=int, default=0,
                    help="words from HARD_WORDS_RAW each training voice also says (default 0: none; "
                         "docs/VOICE.md says what 4 did)")
+    p.add_argument("--validation-variants", default=",".join(VAL_VARIANTS),
+                   help="comma-separated espeak-ng variants held out for validation (taken out of training); "
+                        "tools/eval_voice.py --tune listens to these")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accents", type=int, default=len(ACCENTS), help="use only the first N accents (quick runs)")
     p.add_argument("--noise-seconds", type=float, default=NOISE_SECONDS)
@@ -464,13 +466,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="made-up espeak-ng timbres added to the training voices (0: none)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     a = p.parse_args(argv)
+    val_variants = tuple(v.strip() for v in a.validation_variants.split(",") if v.strip())
+    if set(val_variants) & set(TEST_VARIANTS) or not val_variants:
+        p.error(f"--validation-variants: give some, none of the test variants ({', '.join(TEST_VARIANTS)})")
+    train_variants = tuple(v for v in TRAIN_VARIANTS if v not in val_variants)
     accents = ACCENTS[: a.accents]
     rng = np.random.default_rng(a.seed)
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
     seen, pseudo, unseen = vocabulary()
 
-    train_voices = [voice_id(acc, v) for acc in accents for v in TRAIN_VARIANTS]
+    train_voices = [voice_id(acc, v) for acc in accents for v in train_variants]
     noise_dir = out / "_background_noise_"
     noise_dir.mkdir(exist_ok=True)
     noises = []
@@ -484,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path, random_names = espeak_data_with_variants(out / "_espeak", np.random.default_rng([a.seed, 11]),
                                                        a.random_variants)
         _ESPEAK_PATH[:] = [path]
-    splits = {"train": (*TRAIN_VARIANTS, *random_names), "validation": VAL_VARIANTS_ONLY, "testing": TEST_VARIANTS}
+    splits = {"train": (*train_variants, *random_names), "validation": val_variants, "testing": TEST_VARIANTS}
     lists: dict[str, list[str]] = {"validation": [], "testing": []}
     counts: dict[str, int] = {}
     jobs = [(out, voice_id(accent, variant), split, a.per_word,
@@ -502,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split, names in lists.items():
         (out / f"{split}_list.txt").write_text("\n".join(sorted(names)) + "\n")
     (out / "voices.json").write_text(json.dumps({
-        "accents": ACCENTS, "train_variants": splits["train"], "validation_variants": VAL_VARIANTS_ONLY,
+        "accents": ACCENTS, "train_variants": splits["train"], "validation_variants": val_variants,
         "test_variants": TEST_VARIANTS, "commands": COMMANDS, "other_words": seen, "made_up_words": pseudo,
         "unseen_words": unseen, "left_out_as_too_close": sorted(
             (set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW)) - set(seen) - set(unseen)),
