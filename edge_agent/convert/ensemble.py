@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..manifest import Manifest, load, manifest_path_for, sha256_file, write
 from .graph import _schema
+from .logits import pack, read_classifier
 
 MAX_INPUT_ERROR_STEPS: Final = 1.0  # requantization alone is up to 0.5
 INT8_RANGE: Final = (-128, 127)
@@ -129,21 +130,13 @@ def merge(members: Sequence[bytes], norms: Sequence[tuple[float, float]],
           names: Sequence[str]) -> tuple[bytes, list[float]]:
     """One .tflite whose output is the mean of the members' int8 logits; also each member's worst
     input error in steps (0 for the first). ``norms`` is each member's (mean, std) of its input."""
-    import flatbuffers
-
     s = _schema()
     models = []
     for data, name in zip(members, names, strict=True):
-        try:
-            m = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        except Exception as e:  # a truncated or foreign file: the flatbuffer reader raises anything
-            raise ModelError(f"{name}: not a readable .tflite ({type(e).__name__})") from None
-        if len(m.subgraphs or []) != 1:
-            raise ModelError(f"{name}: has {len(m.subgraphs or [])} subgraphs; a classifier has one")
+        m = read_classifier(data, name)
         g = m.subgraphs[0]
-        if len(g.inputs) != 1 or len(g.outputs) != 1:
-            raise ModelError(f"{name}: has {len(g.inputs)} inputs and {len(g.outputs)} outputs; "
-                             "a classifier has one each")
+        if len(g.inputs) != 1:
+            raise ModelError(f"{name}: has {len(g.inputs)} inputs; a classifier has one")
         for i in (g.inputs[0], g.outputs[0]):
             if g.tensors[i].type != s.TensorType.INT8:
                 raise ModelError(f"{name}: input and output must be int8 (full-int8 quantization)")
@@ -212,9 +205,7 @@ def merge(members: Sequence[bytes], norms: Sequence[tuple[float, float]],
         for tensor in sig.outputs or []:
             if tensor.tensorIndex == old_out:
                 tensor.tensorIndex = mean
-    builder = flatbuffers.Builder(sum(len(d) for d in members) + 65536)
-    builder.Finish(base.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), errors
+    return pack(base, sum(len(d) for d in members) + 65536), errors
 
 
 def _norm(m: Manifest) -> tuple[float, float]:

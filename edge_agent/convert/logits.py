@@ -25,10 +25,9 @@ from ..manifest import OUTPUT_LOGITS, load, manifest_path_for, sha256_file, writ
 from .graph import _schema
 
 
-def strip_softmax(data: bytes, where: str = "model") -> bytes:
-    """The same model with its final SOFTMAX removed: the output is the logits tensor."""
-    import flatbuffers
-
+def read_classifier(data: bytes, where: str) -> Any:
+    """The flatbuffer as the schema's object tree (``ModelT``), checked to be what a classifier
+    is: one subgraph, one output. Shared by ``logits`` and ``ensemble``, which edit it."""
     s = _schema()
     try:
         model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -36,11 +35,27 @@ def strip_softmax(data: bytes, where: str = "model") -> bytes:
         raise ModelError(f"{where}: not a readable .tflite ({type(e).__name__})") from None
     if len(model.subgraphs or []) != 1:
         raise ModelError(f"{where}: has {len(model.subgraphs or [])} subgraphs; expected one")
-    g = model.subgraphs[0]
-    outputs = [int(i) for i in g.outputs]
+    outputs = [int(i) for i in model.subgraphs[0].outputs]
     if len(outputs) != 1:
         raise ModelError(f"{where}: has {len(outputs)} outputs; a classifier has one")
-    out = outputs[0]
+    return model
+
+
+def pack(model: Any, size_hint: int) -> bytes:
+    """``ModelT`` back to .tflite bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def strip_softmax(data: bytes, where: str = "model") -> bytes:
+    """The same model with its final SOFTMAX removed: the output is the logits tensor."""
+    s = _schema()
+    model = read_classifier(data, where)
+    g = model.subgraphs[0]
+    out = int(g.outputs[0])
     producers = [op for op in g.operators if out in [int(i) for i in op.outputs]]
     code = model.operatorCodes[producers[0].opcodeIndex] if producers else None
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode) if code is not None else -1
@@ -54,9 +69,7 @@ def strip_softmax(data: bytes, where: str = "model") -> bytes:
         for tensor in sig.outputs or []:
             if tensor.tensorIndex == out:
                 tensor.tensorIndex = logits
-    builder = flatbuffers.Builder(len(data) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(model, len(data))
 
 
 def convert_file(model_path: Path, out: Path | None = None) -> dict[str, Any]:
