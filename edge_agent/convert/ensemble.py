@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -30,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..manifest import Manifest, load, manifest_path_for, sha256_file, write
+from ..manifest import Manifest, load, manifest_path_for, sha256_file, verify_sha256, write
 from .graph import _schema
 from .logits import pack, read_classifier
 
@@ -232,8 +231,6 @@ def check_members(manifests: Sequence[Manifest], paths: Sequence[Path]) -> None:
                             ("front end", _front_end(m), _front_end(first))):
             if a != b:
                 raise ConfigError(f"model {p}: {field} {a!r} differs from {where}'s {b!r}")
-        if m.audio is None and m.input != first.input:
-            raise ConfigError(f"model {p}: input {m.input} differs from {where}'s")
 
 
 def convert_files(paths: Sequence[Path], out: Path, name: str | None = None) -> dict[str, Any]:
@@ -248,14 +245,12 @@ def convert_files(paths: Sequence[Path], out: Path, name: str | None = None) -> 
         manifests.append(load(mp))
     check_members(manifests, paths)
     data = []
-    for p in paths:
+    for p, m in zip(paths, manifests, strict=True):
         try:
+            verify_sha256(p, m)
             data.append(p.read_bytes())
         except OSError as e:
             raise ModelError(f"model {p}: cannot read ({e.strerror})") from None
-    for p, m, d in zip(paths, manifests, data, strict=True):
-        if hashlib.sha256(d).hexdigest() != m.sha256:
-            raise ModelError(f"model {p}: sha256 does not match its manifest (a different or changed file)")
     merged, errors = merge(data, [_norm(m) for m in manifests], [str(p) for p in paths])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(merged)
