@@ -12,7 +12,7 @@ import pytest
 
 from edge_agent.voice.spotter import load_voice_model
 from tests.helpers import REPO
-from tests.voice_helpers import need_espeak
+from tests.voice_helpers import HELD_OUT_VOICE, need_espeak
 from tools import eval_voice
 from tools import gen_voice_data as gen
 
@@ -72,10 +72,9 @@ def test_posteriors_are_kept_per_model_and_stream(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("noise.*.npz"))) == 2
 
 
-def test_validation_variants_chosen_for_the_data_leave_training_and_are_what_tuning_listens_to(
+def test_validation_variants_chosen_for_the_data_leave_training_and_test_variants_cannot_be_chosen(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A variant named with --validation-variants is never a training voice; eval_voice --tune
-    reads the data folder's choice, and a test voice cannot be one."""
+    """A variant named with --validation-variants is never a training voice, and a test voice cannot be one."""
     need_espeak()
     out = tmp_path / "d"
     assert gen.main([str(out), "--validation-variants", "m6,Mike", "--accents", "1", "--random-variants", "0",
@@ -84,8 +83,17 @@ def test_validation_variants_chosen_for_the_data_leave_training_and_are_what_tun
     voices = json.loads((out / "voices.json").read_text())
     assert voices["validation_variants"] == ["m6", "Mike"]
     assert "Mike" in gen.TRAIN_VARIANTS and "Mike" not in voices["train_variants"]
-    assert eval_voice.validation_variants(out) == ("m6", "Mike")
-    assert eval_voice.validation_variants(tmp_path) == gen.VAL_VARIANTS  # a folder without voices.json
     with pytest.raises(SystemExit) as e:
         gen.main([str(tmp_path / "e"), "--validation-variants", "Andy"])
     assert e.value.code == 2 and "test variants" in capsys.readouterr().err
+
+
+def test_tuning_and_measuring_listen_to_different_unheard_voices() -> None:
+    """The recognizer is tuned on half the test variants and measured on the other half: voices of
+    one kind (never heard in training, in any accent), never the same voice in both; the voice the
+    agent tests speak with is a measured one."""
+    tune, measure = set(eval_voice.TUNE_VARIANTS), set(eval_voice.MEASURE_VARIANTS)
+    assert tune and measure and not tune & measure
+    assert tune | measure == set(gen.TEST_VARIANTS)
+    assert not (tune | measure) & {*gen.TRAIN_VARIANTS, *gen.VAL_VARIANTS}
+    assert HELD_OUT_VOICE.split("+")[1] in measure
