@@ -56,7 +56,7 @@ from edge_agent.voice.spotter import KeywordSpotter, VoiceModel, load_voice_mode
 from tools import gen_voice_data as gen
 
 # Tuning listens to voices of the same kind as the ones it is measured on: half of the test
-# variants, every second one, chosen by this rule before any figure was seen. Not the generator's
+# variants, every second one, a rule chosen before either half's figures were seen. Not the generator's
 # validation variants: they are numbered siblings of training ones (m6 of m1-m8, iven2 of iven,
 # steph2 of steph, klatt of klatt2), and at the same setting they made 3-4 times fewer false accepts
 # than unheard voices, so the settings tuned on them were too permissive (3.5 per hour, 2026-11).
@@ -197,8 +197,7 @@ def clip_accuracy(model: VoiceModel, data: Path) -> dict[str, Any]:
     return {"n": len(y), "top1": round(float((pred == y).mean()), 4)}
 
 
-def make_streams(data: Path, cache: Path, minutes: float, variants: Sequence[str], tag: str,
-                 seed: int) -> tuple[Stream, Stream]:
+def make_streams(cache: Path, minutes: float, variants: Sequence[str], tag: str, seed: int) -> tuple[Stream, Stream]:
     rng = np.random.default_rng(seed)
     voices = [gen.voice_id(a, v) for a in gen.ACCENTS for v in variants]
     commands = [(w, v) for v in voices for w in gen.COMMANDS]
@@ -241,8 +240,8 @@ def evaluate(model: VoiceModel, settings: RecognizerSettings, cmd: tuple[np.ndar
     return result
 
 
-def tune(model: VoiceModel, data: Path, cache: Path, minutes: float) -> RecognizerSettings:
-    cmd_s, fa_s = make_streams(data, cache, minutes, TUNE_VARIANTS, "tune", seed=101)
+def tune(model: VoiceModel, cache: Path, minutes: float) -> RecognizerSettings:
+    cmd_s, fa_s = make_streams(cache, minutes, TUNE_VARIANTS, "tune", seed=101)
     cmd = posteriors(model, cmd_s, cache)[:2]
     fa = posteriors(model, fa_s, cache)[:2]
     best: tuple[float, RecognizerSettings] | None = None
@@ -381,13 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = a.cache or a.data / "_eval"
     model = load_voice_model(a.model, threads=1)
     if a.tune:
-        settings = tune(model, a.data, cache, a.tune_minutes)
+        settings = tune(model, cache, a.tune_minutes)
         mpath = manifest_mod.manifest_path_for(a.model)
         m = manifest_mod.load(mpath)
         manifest_mod.write(dataclasses.replace(m, extra={**m.extra, "recognizer": settings.to_json()}), mpath)
         print(f"tuned on {', '.join(TUNE_VARIANTS)}, saved to {mpath}: {settings}", file=sys.stderr)
         model = load_voice_model(a.model, threads=1)
-    cmd_s, fa_s = make_streams(a.data, cache, a.minutes, MEASURE_VARIANTS, "measure", seed=202)
+    cmd_s, fa_s = make_streams(cache, a.minutes, MEASURE_VARIANTS, "measure", seed=202)
     t_cmd, s_cmd, c_cmd = posteriors(model, cmd_s, cache)
     t_fa, s_fa, c_fa = posteriors(model, fa_s, cache)
     result = evaluate(model, model.settings, (t_cmd, s_cmd), cmd_s, (t_fa, s_fa), fa_s)
