@@ -74,12 +74,10 @@ TUNE_MIN_RECALL: Final = 0.7
 # Above 0.996 only for models that output logits (manifest "output": "logits"): an int8 softmax
 # tops out at 255/256, so higher thresholds would never fire (see edge_agent/convert/logits.py).
 PER_COMMAND_STEPS: Final = (0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
-GRID: Final = {
-    "threshold": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995,
-                  0.9998),
-    "average_window_ms": (200, 300, 400, 500),
-    "min_count": (3,),
-}
+GRID_THRESHOLDS: Final = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995,
+                          0.9998)
+GRID_WINDOWS_MS: Final = (200, 300, 400, 500)
+GRID_MIN_COUNTS: Final = (3,)
 
 
 @dataclasses.dataclass
@@ -99,7 +97,7 @@ def build_stream(name: str, words: list[tuple[str, str]], rng: np.random.Generat
     wav, meta = cache / f"{name}.wav", cache / f"{name}.json"
     if wav.exists() and meta.exists():
         audio, _ = read_wav(wav)
-        return Stream(name, audio, [tuple(m) for m in json.loads(meta.read_text())])  # type: ignore[misc]
+        return Stream(name, audio, [(str(w), float(s), float(e)) for w, s, e in json.loads(meta.read_text())])
     noises = [gen.make_noise(k, 30.0, rng, [v for _, v in words]) for k in gen.NOISE_KINDS]
     parts, marks, offset = [], [], 0.0
     chunk = max(1, len(words) // len(noises))
@@ -201,8 +199,8 @@ def make_streams(cache: Path, minutes: float, variants: Sequence[str], tag: str,
     rng = np.random.default_rng(seed)
     voices = [gen.voice_id(a, v) for a in gen.ACCENTS for v in variants]
     commands = [(w, v) for v in voices for w in gen.COMMANDS]
-    rng.shuffle(commands)  # type: ignore[arg-type]
-    cmd = build_stream(f"{tag}_commands", [tuple(c) for c in commands], rng, cache, (1.5, 3.0))  # type: ignore[misc]
+    rng.shuffle(commands)
+    cmd = build_stream(f"{tag}_commands", commands, rng, cache, (1.5, 3.0))
     seen, made_up, unseen = gen.vocabulary()
     n_words = int(minutes * 60 / 1.4)  # ≈ 0.5 s word + 0.9 s gap on average
     rng = np.random.default_rng(seed + 1)  # its own generator: the same words whether or not the first is cached
@@ -246,7 +244,7 @@ def tune(model: VoiceModel, cache: Path, minutes: float) -> RecognizerSettings:
     fa = posteriors(model, fa_s, cache)[:2]
     best: tuple[float, RecognizerSettings] | None = None
     fallback: tuple[float, RecognizerSettings] | None = None  # fewest false accepts with usable recall
-    for th, win, mc in itertools.product(*GRID.values()):
+    for th, win, mc in itertools.product(GRID_THRESHOLDS, GRID_WINDOWS_MS, GRID_MIN_COUNTS):
         if win < mc * model.settings.stride_ms:
             continue
         s = dataclasses.replace(model.settings, threshold=th, average_window_ms=win, min_count=mc, thresholds={})
