@@ -457,8 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="words from HARD_WORDS_RAW each training voice also says (default 0: none; "
                         "docs/VOICE.md says what 4 did)")
     p.add_argument("--validation-variants", default=",".join(VAL_VARIANTS),
-                   help="comma-separated espeak-ng variants held out for validation (taken out of training); "
-                        "tools/eval_voice.py --tune listens to these")
+                   help="comma-separated espeak-ng variants held out for validation (taken out of training): "
+                        "validation_list.txt, for train-voice's validation loss (eval_voice.py --tune listens to "
+                        "half of the test variants instead)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accents", type=int, default=len(ACCENTS), help="use only the first N accents (quick runs)")
     p.add_argument("--noise-seconds", type=float, default=NOISE_SECONDS)
