@@ -11,11 +11,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from . import config as config_mod
 from .errors import EdgeAgentError, ExitCode
+
+if TYPE_CHECKING:  # the runtime is imported after the arguments are parsed: `--help` stays instant
+    from . import runtime
 
 logger = logging.getLogger("edge_agent")
 
@@ -133,7 +136,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr)
 
 
-def _install_signals(controls: Any) -> None:
+def _install_signals(controls: runtime.Controls) -> None:
     """SIGTERM/SIGINT stop gracefully; SIGHUP re-reads the config and model, keeping MQTT connected."""
 
     def stop(signum: int, frame: Any) -> None:
@@ -149,14 +152,10 @@ def _install_signals(controls: Any) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
-def _notifier() -> Any:
+def _notifier() -> runtime.Notifier:
     """systemd's sd_notify when running under it (``$NOTIFY_SOCKET``), else nothing."""
-    try:
-        from .sdnotify import SystemdNotifier
-    except ImportError:  # pragma: no cover - sdnotify lands with the service issue
-        from .service import NullNotifier
+    from .sdnotify import SystemdNotifier
 
-        return NullNotifier()
     return SystemdNotifier.from_environment()
 
 
@@ -180,13 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             sys.stdout.write(config_mod.render(cfg))
             return ExitCode.OK
-        from . import service  # after arguments: `--help` stays instant
+        from . import runtime, service  # after arguments: `--help` stays instant
 
         if args.validate_config:
-            service.load_model(cfg)
+            service.validate(cfg)  # build() without running: it cannot disagree with a run
             print("config OK")
             return ExitCode.OK
-        controls = service.Controls(max_frames=args.max_frames, reload_config=lambda: load_config(args))
+        controls = runtime.Controls(max_frames=args.max_frames, reload_config=lambda: load_config(args))
         controls.notifier = _notifier()
         _install_signals(controls)
         return int(service.run(cfg, controls))

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, Final, Union
 
 from .errors import ConfigError
+from .tasks import TASKS as TASK_TABLE
 
 PASSWORD_ENV: Final = "EDGE_AGENT_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
 SINKS: Final = ("mqtt", "stdout")
-TASKS: Final = ("waste", "road", "voice", "custom")
+TASKS: Final = tuple(TASK_TABLE)  # the one task table is edge_agent/tasks.py
 MASK: Final = "********"
 
 

@@ -65,20 +65,18 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
+from edge_agent import manifest as manifest_mod
+from edge_agent import runtime, service
+from edge_agent.agents.image import ImageAgent
+from edge_agent.config import Config
+from edge_agent.engine import Backend, check_model_file, find_backend, load_edgetpu_delegate
+from edge_agent.errors import EdgeAgentError
+from edge_agent.manifest import ImageInput, Manifest
+from edge_agent.publish.base import Publisher
+from edge_agent.sources.base import Source
+from edge_agent.sources.factory import make_source
+
 REPO: Final = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edge_agent import manifest as manifest_mod  # noqa: E402
-from edge_agent import service  # noqa: E402
-from edge_agent.config import Config  # noqa: E402
-from edge_agent.engine import Backend, check_model_file, find_backend, load_edgetpu_delegate  # noqa: E402
-from edge_agent.errors import EdgeAgentError  # noqa: E402
-from edge_agent.manifest import ImageInput, Manifest  # noqa: E402
-from edge_agent.publish.base import Publisher  # noqa: E402
-from edge_agent.sources.base import Frame, Source  # noqa: E402
-from edge_agent.sources.factory import make_source  # noqa: E402
-from edge_agent.sources.reader import FrameReader  # noqa: E402
-
 logger = logging.getLogger("bench")
 
 SCHEMA: Final = "edge-agent/bench@1"
@@ -436,57 +434,6 @@ class TimedSource:
         self.inner.close()
 
 
-class TimedPublisher:
-    """A Publisher that times ``publish()`` (serialisation and hand-off to the sink)."""
-
-    def __init__(self, inner: Publisher, rec: Recorder) -> None:
-        self.inner, self.rec = inner, rec
-
-    @property
-    def fatal(self) -> str | None:
-        return self.inner.fatal
-
-    def start(self) -> None:
-        self.inner.start()
-
-    def publish(self, subtopic: str, payload: dict[str, Any]) -> None:
-        t0 = time.perf_counter()
-        self.inner.publish(subtopic, payload)
-        self.rec.add("publish", (time.perf_counter() - t0) * 1000)
-
-    def flush(self, timeout: float) -> bool:
-        return self.inner.flush(timeout)
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-
-class TimedInterpreter:
-    """Delegates everything to the interpreter and times ``invoke()``."""
-
-    def __init__(self, inner: Any, rec: Recorder) -> None:
-        self._inner, self._rec = inner, rec
-
-    def invoke(self) -> None:
-        t0 = time.perf_counter()
-        self._inner.invoke()
-        self._rec.add("invoke", (time.perf_counter() - t0) * 1000)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def _timed(rec: Recorder, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            rec.add(stage, (time.perf_counter() - t0) * 1000)
-
-    return wrapper
-
-
 def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: Path | None) -> Config:
     a = ctx.args
     cfg = Config(task="custom", device_id="bench", log_level="warning")
@@ -536,9 +483,28 @@ class DeliveryProbe:
         self.client.disconnect()
 
 
+class BenchHook:
+    """The agent's stage-timing hook (:class:`edge_agent.agents.base.StageHook`) filling a
+    :class:`Recorder`: the agent reports each stage of a frame, then ``done`` closes the frame."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+        self.marks: list[float] = []
+
+    def stage(self, name: str, ms: float) -> None:
+        self.rec.add(name, ms)
+
+    def done(self, latency_ms: float) -> None:
+        self.rec.cur["latency"] = latency_ms
+        self.rec.frames.append(self.rec.cur)
+        self.rec.cur = {}
+        self.marks.append(time.perf_counter())
+
+
 def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 0.0) -> dict[str, Any]:
-    """Run ``service.Pipeline.run`` as the agent does, on ``--runs`` frames after ``--warmup``;
-    with ``camera_fps`` the file is paced like a camera (see :class:`TimedSource`)."""
+    """Run the agent's own loop (``runtime.run_loop`` over an ``ImageAgent``) on ``--runs`` frames
+    after ``--warmup``, timed through the agent's stage hook; with ``camera_fps`` the file is paced
+    like a camera (see :class:`TimedSource`)."""
     a = ctx.args
     source = ctx.source
     rec = Recorder()
@@ -547,28 +513,21 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
     labels = ctx.labels_for(model, int(np.prod(probe_outputs.get_output_details()[0]["shape"])))
     del probe_outputs
     cfg = agent_config(ctx, model, threads, source, labels)
-    loaded = service.load_model(cfg)
-    engine = loaded.engine
-    engine.interpreter = TimedInterpreter(engine.interpreter, rec)
-    engine.scores = _timed(rec, "scores", engine.scores)  # type: ignore[method-assign]
-    reader = FrameReader(TimedSource(make_source(cfg), rec, camera_fps))
-    reader.start()
+    _, loaded = service.load_model(cfg)
+    hook = BenchHook(rec)
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in the finally below
     probe: DeliveryProbe | None = None
+    agent: ImageAgent | None = None
     try:
         if cfg.sink == "mqtt":
-            inner: Publisher = service.make_publisher(cfg)
+            publisher: Publisher = service.make_publisher(cfg)
             probe = DeliveryProbe(a.mqtt_host, a.mqtt_port, f"{cfg.mqtt.topic_prefix}/{cfg.device_id}/#")
         else:
             from edge_agent.publish.stdout import StdoutPublisher
 
-            inner = StdoutPublisher(devnull)
-        publisher = TimedPublisher(inner, rec)
-        publisher.start()
-        if cfg.sink == "mqtt" and not getattr(inner, "wait_connected", lambda t: True)(MQTT_CONNECT_TIMEOUT_S):
-            raise RuntimeError(f"the agent could not connect to {a.mqtt_host}:{a.mqtt_port}")
-        pipeline = service.Pipeline(cfg, loaded, reader, publisher)
-        step, infer, get, prepare = pipeline.step, pipeline.infer, reader.get, reader.prepare
+            publisher = StdoutPublisher(devnull)
+        agent = ImageAgent(cfg, loaded, publisher, hook=hook, source=TimedSource(make_source(cfg), rec, camera_fps))
+        prepare = agent.reader.prepare
         if prepare is not None:
             def timed_prepare(image: np.ndarray) -> tuple[object, np.ndarray]:
                 t0 = time.perf_counter()
@@ -576,34 +535,24 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
                 rec.resize.append((time.perf_counter() - t0) * 1000)
                 return out
 
-            reader.prepare = timed_prepare
-        marks: list[float] = []
-
-        def timed_step(frame: Frame) -> Any:
-            t0 = time.perf_counter()
-            out = step(frame)
-            t1 = time.perf_counter()
-            rec.add("step", (t1 - t0) * 1000)
-            rec.cur["latency"] = (time.monotonic() - frame.mono) * 1000
-            rec.frames.append(rec.cur)
-            rec.cur = {}
-            marks.append(t1)
-            return out
-
-        pipeline.step = timed_step  # type: ignore[method-assign]
-        pipeline.infer = _timed(rec, "infer", infer)  # type: ignore[method-assign]
-        reader.get = _timed(rec, "wait", get)  # type: ignore[method-assign]
+            agent.reader.prepare = timed_prepare  # the reader's public hand-off point, not a method
+        agent.start()
+        publisher.start()
+        if cfg.sink == "mqtt" and not getattr(publisher, "wait_connected", lambda t: True)(MQTT_CONNECT_TIMEOUT_S):
+            raise RuntimeError(f"the agent could not connect to {a.mqtt_host}:{a.mqtt_port}")
         started = time.perf_counter()
-        pipeline.run(service.Controls(max_frames=a.warmup + a.runs))
-        if not publisher.flush(service.END_FLUSH_S):
+        runtime.run_loop(agent, publisher, runtime.Controls(max_frames=a.warmup + a.runs, hook=hook))
+        if not publisher.flush(runtime.END_FLUSH_S):
             ctx.warnings.append("pipeline: the broker did not acknowledge every prediction")
         publisher.stop()
     finally:
-        reader.stop()
+        if agent is not None:
+            agent.stop()
         devnull.close()
         if probe is not None:
             time.sleep(0.2)
             probe.close()
+    marks = hook.marks
     frames = rec.frames[a.warmup:]
     t_begin = marks[a.warmup - 1] if a.warmup > 0 and len(marks) > a.warmup else started
     elapsed = marks[-1] - t_begin if marks else 0.0
@@ -615,10 +564,9 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
         "capture": summarize(rec.capture[a.warmup:]),
         "resize": summarize(rec.resize[a.warmup:]),
         "wait": stage("wait", lambda f: f.get("wait", 0.0)),
-        "preprocess": stage("preprocess", lambda f: f["infer"] - f.get("invoke", 0.0) - f.get("scores", 0.0)),
+        "preprocess": stage("preprocess", lambda f: f.get("resize", 0.0) + f.get("fill", 0.0)),
         "invoke": stage("invoke", lambda f: f.get("invoke", 0.0)),
-        "postprocess": stage("postprocess", lambda f: f["step"] - f["infer"] - f.get("publish", 0.0)
-                             + f.get("scores", 0.0)),
+        "postprocess": stage("postprocess", lambda f: f.get("scores", 0.0) + f.get("postprocess", 0.0)),
         "publish": stage("publish", lambda f: f.get("publish", 0.0)),
     }
     result: dict[str, Any] = {
@@ -627,7 +575,7 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
         "frames": len(frames), "warmup": a.warmup,
         "fps": round(len(frames) / elapsed, 3) if elapsed > 0 else 0.0,
         "stages": stages, "latency_ms": stage("latency", lambda f: f["latency"]),
-        "dropped": reader.dropped, "published": pipeline.stats.published,
+        "dropped": agent.reader.dropped, "published": agent.stats.published,
     }
     if probe is not None:
         result["delivered_ms"] = summarize(probe.latencies[a.warmup:])
