@@ -12,13 +12,16 @@ we care about)::
     python tools/bench.py compare  --model A --model B [--threads 1,2] [--edgetpu]
     python tools/bench.py all      --model M [--threads 1,2] [--rounds 3] --json OUT --plot OUT.png
 
-Modes (an explicit table, :data:`MODES`; the voice work adds ``audio`` there):
+    python tools/bench.py audio    --model models/voice.tflite [--source FILE.wav] [--runs N]
+
+Modes (an explicit table, :data:`MODES`):
 
 - ``invoke``: the bare interpreter on a fixed random input, like TFLite's ``benchmark_model``:
   load and first invoke reported apart (on a Coral the first invoke uploads the model), then
   min / mean / p50 / p90 / p99 / max and FPS over ``--runs``.
-- ``pipeline``: the agent's own objects (``service.Pipeline``, ``FrameReader``, the real source
-  and publisher) on a video or image folder, timed per stage by thin wrappers around them:
+- ``pipeline``: the agent's own objects (``ImageAgent`` and its ``FrameReader``, the real source
+  and publisher, ``runtime.run_loop``) on a video or image folder, timed per stage through the
+  agent's stage hook (``agents.base.StageHook``; the service passes none) and a timing source:
   capture/decode (reader thread), wait (main thread idle for a frame), preprocess, invoke,
   postprocess, publish; end-to-end FPS and capture → publish latency. With ``--mqtt-host`` the
   predictions go through a real broker and a subscriber measures capture → delivery too.
@@ -30,6 +33,8 @@ Modes (an explicit table, :data:`MODES`; the voice work adds ``audio`` there):
 - ``compare``: invoke for several models × thread counts × backends side by side, with speed
   ratios against the first and int8-vs-float pairs ("int8 is 2.8× faster, costs 0.4 points"
   where the manifests carry accuracy).
+- ``audio``: the voice agent (``VoiceAgent``, ``runtime.run_loop``) on a WAV file (default: 30 s
+  generated) as fast as possible: hops per second, the real-time factor, per-hop stages.
 - ``all``: invoke, pipeline, baseline and startup for each ``--threads`` value, ``--rounds``
   times interleaved, and the issue's targets evaluated as ratios (median and spread of rounds).
 
@@ -754,6 +759,68 @@ def thread_counts(ctx: Context) -> list[int]:
     return [int(t) for t in str(ctx.args.threads).split(",") if t.strip()]
 
 
+# -- audio (the voice agent's own objects, timed through its hook) ------------------------------
+AUDIO_BENCH_S: Final = 30.0  # seconds of generated audio when no --source WAV is given
+
+
+def default_wav(ctx: Context, rate: int) -> Path:
+    """A WAV of quiet noise with a tone now and then: the spotter infers on every hop whatever
+    the audio holds, so the content changes no timing, only what is published."""
+    from edge_agent.sources.wav import write_wav
+
+    path = ctx.workdir / "bench.wav"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        n = int(AUDIO_BENCH_S * rate)
+        audio = (0.01 * rng.standard_normal(n)).astype(np.float32)
+        t = np.arange(rate // 2) / rate
+        for start in range(rate, n - rate, 3 * rate):
+            audio[start:start + len(t)] += (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        write_wav(path, audio, rate)
+    return path
+
+
+def bench_audio(ctx: Context, model: Path, threads: int) -> dict[str, Any]:
+    """The voice agent on a WAV as fast as possible, through ``runtime.run_loop``: hops per
+    second, the real-time factor (compute seconds per second of audio, in this run), and the
+    per-hop stages (wait for audio, log-mel + invoke + recognizer) from the agent's hook."""
+    from edge_agent.agents.voice import VoiceAgent
+    from edge_agent.publish.stdout import StdoutPublisher
+
+    a = ctx.args
+    cfg = Config(task="voice", device_id="bench", log_level="warning", sink="stdout")
+    cfg.model.path, cfg.model.threads = str(model), threads
+    kind, loaded = service.load_model(cfg)
+    if kind != "audio":
+        raise SystemExit(f"bench.py audio: model {model}: its manifest is not an audio model's")
+    cfg.source.source = str(Path(a.source) if a.source else default_wav(ctx, loaded.spec.sample_rate))
+    rec = Recorder()
+    hook = BenchHook(rec)
+    with open(os.devnull, "w") as devnull:
+        agent = VoiceAgent(cfg, loaded, StdoutPublisher(devnull), hook=hook)
+        agent.start()
+        try:
+            started = time.perf_counter()
+            runtime.run_loop(agent, agent.publisher, runtime.Controls(max_frames=a.warmup + a.runs, hook=hook))
+            elapsed = time.perf_counter() - started
+        finally:
+            agent.stop()
+    hops = rec.frames[a.warmup:]
+    hop_s = loaded.settings.stride_ms / 1000
+    infer = summarize([h.get("infer", 0.0) for h in hops])
+    return {
+        "threads": threads, "source": cfg.source.source, "hops": len(hops), "hop_ms": loaded.settings.stride_ms,
+        "hops_per_s": round(len(rec.frames) / elapsed, 3) if elapsed > 0 else 0.0,
+        "real_time_factor": round(infer["mean"] / 1000 / hop_s, 5) if hop_s else 0.0,
+        "stages": {"wait": summarize([h.get("wait", 0.0) for h in hops]), "infer": infer},
+        "latency_ms": summarize([h["latency"] for h in hops]), "commands": agent.published,
+    }
+
+
+def mode_audio(ctx: Context) -> dict[str, Any]:
+    return {"audio": [bench_audio(ctx, ctx.model, t) for t in thread_counts(ctx)]}
+
+
 def mode_invoke(ctx: Context) -> dict[str, Any]:
     return {"invoke": [bench_invoke(ctx, ctx.model, t, ctx.args.edgetpu) for t in thread_counts(ctx)]}
 
@@ -885,9 +952,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 ModeFn = Callable[[Context], dict[str, Any]]
-# Explicit table of modes. The voice work registers "audio" here: a function (Context) → results
-# section, using ctx.args.source for the WAV file and the same summarize()/machine_info() helpers.
+# Explicit table of modes: a function (Context) → results section.
 MODES: Final[dict[str, ModeFn]] = {
+    "audio": mode_audio,
     "invoke": mode_invoke,
     "pipeline": mode_pipeline,
     "baseline": mode_baseline,
@@ -1086,7 +1153,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine_after": {k: after[k] for k in ("temperature_c", "throttled", "load_avg")},
         "models": ctx.models,
         "settings": {"threads": thread_counts(ctx), "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-                     "edgetpu": args.edgetpu, "source": str(ctx.source) if args.mode != "invoke" else None,
+                     "edgetpu": args.edgetpu,
+                     "source": str(ctx.source) if args.mode not in ("invoke", "audio") else args.source,
                      "mqtt": f"{args.mqtt_host}:{args.mqtt_port}" if args.mqtt_host else None},
         "results": results,
         "targets": targets(results),
