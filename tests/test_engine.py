@@ -63,7 +63,7 @@ def test_agent_outputs_equal_a_direct_interpreter_call(model_dir: Path, io_type:
 def test_preprocessing_feeds_the_model_its_own_quantization(model_dir: Path) -> None:
     config = Config(task="custom")
     config.model.path = str(model_dir / "tiny_int8.tflite")
-    engine = load_model(config).engine
+    engine = load_model(config)[1].engine
     table = engine.table_for(ImageInput(48, 48))
     scale, zero = engine.input_quant
     assert table.dtype == np.int8
