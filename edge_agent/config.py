@@ -139,6 +139,15 @@ def _field_type(cls: type, name: str) -> Any:
     return typing.get_type_hints(cls)[name]
 
 
+def field_type(dotted: str) -> Any:
+    """The plain type (int, float, str, bool) of a dotted config field, e.g. ``mqtt.port`` → int."""
+    section, _, name = dotted.rpartition(".")
+    kind = _field_type(SECTIONS[section] if section else Config, name)
+    if typing.get_origin(kind) in (Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
+
+
 def _coerce(value: Any, kind: Any, field: str, where: str) -> Any:
     """Check (and for flags, convert from text) a value against a dataclass field's type."""
     optional = False
