@@ -56,7 +56,6 @@ import logging
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -70,8 +69,8 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
+from edge_agent import board, runtime, service
 from edge_agent import manifest as manifest_mod
-from edge_agent import runtime, service
 from edge_agent.agents.image import ImageAgent
 from edge_agent.config import Config
 from edge_agent.engine import Backend, check_model_file, find_backend, load_edgetpu_delegate
@@ -128,60 +127,19 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 
 # -- machine and model ------------------------------------------------------------------------
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace").replace("\x00", "").strip()
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    info = _read("/proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        m = re.search(rf"^{key}\s*:\s*(.+)$", info, re.MULTILINE)
-        if m:
-            return m.group(1).strip()
-    return platform.processor() or platform.machine()
-
-
-def governors() -> list[str]:
-    found = {_read(str(p)) for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")}
-    return sorted(g for g in found if g)
-
-
-def temperatures() -> dict[str, float]:
-    temps: dict[str, float] = {}
-    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
-        raw, kind = _read(str(zone / "temp")), _read(str(zone / "type"))
-        if raw and raw.lstrip("-").isdigit():
-            temps[kind or zone.name] = int(raw) / 1000.0
-    return temps
-
-
-def throttling() -> str | None:
-    """Raspberry Pi firmware's throttle flags (0x0 = never throttled), where vcgencmd exists."""
-    tool = shutil.which("vcgencmd")
-    if tool is None:
-        return None
-    try:
-        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.strip().partition("=")[2] or None
-
-
 def machine_info(backend: Backend) -> dict[str, Any]:
     """What the numbers depend on: CPU, board, governor, heat, load and software versions."""
-    gov = governors()
+    gov = board.governors()
+    bits = board.throttled()
     return {
-        "cpu": cpu_model(),
+        "cpu": board.cpu_model(),
         "arch": platform.machine(),
         "cores": os.cpu_count() or 1,
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "board": _read("/proc/device-tree/model"),
+        "cores_usable": board.usable_cores(),
+        "board": board.board_model(),
         "governor": ",".join(gov) if gov else None,
-        "temperature_c": temperatures(),
-        "throttled": throttling(),
+        "temperature_c": board.temperatures_c(),
+        "throttled": None if bits is None else f"0x{bits:x}",
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "os": platform.platform(),
         "python": platform.python_version(),
