@@ -55,7 +55,9 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
     "model": (
         Flag("--model", "model.path", "a .tflite file (default: the task's model in models/)"),
         Flag("--labels", "model.labels", "labels.txt, for a model without a manifest"),
-        Flag("--threads", "model.threads", "interpreter threads (default: one per core)"),
+        Flag("--threads", "model.threads", "threads per interpreter (default: the cores shared out among workers)"),
+        Flag("--workers", "model.workers", "image tasks: interpreters inferring frames in parallel, results in "
+             "order (default 1; 0: one per core)"),
         Flag("--edgetpu", "model.edgetpu", "run on a Coral Edge TPU through libedgetpu.so.1",
              metavar="usb|usb:N|pci|pci:N", optional_value=""),
         Flag("--edgetpu-fallback", "model.edgetpu_fallback",

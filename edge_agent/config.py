@@ -35,7 +35,8 @@ MASK: Final = "********"
 class ModelConfig:
     path: str | None = None  # default: the task's model in models/
     labels: str | None = None  # labels.txt, for a model without a manifest
-    threads: int = 0  # 0 = one per CPU core
+    threads: int = 0  # per interpreter; 0 = the cores shared out among the workers
+    workers: int = 1  # interpreters inferring frames in parallel (image tasks); 0 = one per core
     edgetpu: str | None = None  # "", "usb", "usb:N", "pci", "pci:N"; None = CPU
     edgetpu_fallback: bool = False
 
@@ -282,6 +283,7 @@ def validate(config: Config) -> None:
     _check(0.0 <= p.max_rate <= 1000, c, "postprocess.max_rate", "from 0 to 1000 per second", p.max_rate)
     _check(0.0 <= p.hysteresis <= 1.0, c, "postprocess.hysteresis", "from 0 to 1", p.hysteresis)
     _check(0 <= config.model.threads <= 64, c, "model.threads", "from 0 (auto) to 64", config.model.threads)
+    _check(0 <= config.model.workers <= 16, c, "model.workers", "from 0 (one per core) to 16", config.model.workers)
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
            (s.width, s.height))
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
@@ -315,8 +317,14 @@ def spool_path(config: Config) -> Path:
     return state_dir() / f"spool-{config.device_id}-{config.task}.sqlite"
 
 
+def effective_workers(config: Config) -> int:
+    """Interpreters inferring frames in parallel: ``model.workers``, or one per core for 0."""
+    return config.model.workers or max(1, os.cpu_count() or 1)
+
+
 def effective_threads(config: Config) -> int:
-    return config.model.threads or max(1, os.cpu_count() or 1)
+    """Threads of each interpreter: ``model.threads``, or the cores shared out among the workers."""
+    return config.model.threads or max(1, (os.cpu_count() or 1) // effective_workers(config))
 
 
 def as_dict(config: Config, mask: bool = True) -> dict[str, Any]:

@@ -5,7 +5,8 @@
     ├── ModelError                 a missing, corrupt or mismatched model, manifest or labels file
     ├── SourceError                a camera, video, folder or microphone that cannot be opened
     ├── BackendError               no interpreter package, or an Edge TPU that cannot be used
-    └── PublishError               the broker refused us for good (bad credentials, TLS trust)
+    ├── PublishError               the broker refused us for good (bad credentials, TLS trust)
+    └── InferenceError             the interpreter failed on a frame while running (exit 1, not 2)
 
 Transient faults (a broker that is down, a camera that was unplugged) are *not* errors here:
 they are retried with backoff by the stage that owns them.
@@ -49,3 +50,10 @@ class BackendError(EdgeAgentError):
 
 class PublishError(EdgeAgentError):
     """The broker refused the agent in a way retrying will not fix."""
+
+
+class InferenceError(EdgeAgentError):
+    """An interpreter failed while running (a worker of the inference pool): not the user's fault,
+    so exit code 1 and systemd restarts us, with the cause in one line."""
+
+    exit_code = ExitCode.FAILURE

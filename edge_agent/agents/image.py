@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import contract
 from .. import manifest as manifest_mod
-from ..config import Config, effective_threads
+from ..config import Config, effective_threads, effective_workers
 from ..engine import Engine
 from ..errors import ModelError
 from ..hub import Command, percentile
@@ -33,6 +33,7 @@ from ..sources.base import Frame, Source
 from ..sources.factory import make_source
 from ..sources.reader import FrameReader
 from .base import StageHook
+from .workers import InferencePool
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +55,7 @@ def load(path: Path, manifest: Manifest | None, config: Config) -> ImageModel:
     labels = manifest_mod.read_labels(Path(config.model.labels)) if config.model.labels else ()
     if manifest is not None and not labels:
         labels = manifest.labels
-    engine = Engine.load(
-        path,
-        threads=effective_threads(config),
-        edgetpu=config.model.edgetpu,
-        edgetpu_fallback=config.model.edgetpu_fallback,
-        expected_sha256=manifest.sha256 if manifest else None,
-        logits=manifest is not None and manifest.logits,
-    )
+    engine = load_engine(path, manifest, config)
     _, h, w, c = engine.input_shape
     if manifest is not None and manifest.input is not None:
         spec = manifest.input
@@ -77,6 +71,29 @@ def load(path: Path, manifest: Manifest | None, config: Config) -> ImageModel:
     logger.info("model %s (%s, %s, %d threads, %s)", path, engine.backend.name, engine.delegate,
                 engine.threads, f"{spec.width}x{spec.height} {engine.input_dtype}")
     return ImageModel(engine, labels, spec, name, sha, manifest)
+
+
+def load_engine(path: Path, manifest: Manifest | None, config: Config) -> Engine:
+    """One interpreter for this model (each worker of a pool gets its own)."""
+    return Engine.load(
+        path,
+        threads=effective_threads(config),
+        edgetpu=config.model.edgetpu,
+        edgetpu_fallback=config.model.edgetpu_fallback,
+        expected_sha256=manifest.sha256 if manifest else None,
+        logits=manifest is not None and manifest.logits,
+    )
+
+
+def make_pool(model: ImageModel, config: Config) -> InferencePool | None:
+    """``model.workers`` interpreters in parallel, or None for one (the loop infers inline)."""
+    workers = effective_workers(config)
+    if workers <= 1:
+        return None
+    extra = [dataclasses.replace(model, engine=load_engine(model.engine.path, model.manifest, config))
+             for _ in range(workers - 1)]
+    logger.info("%d inference workers, %d threads each", workers, model.engine.threads)
+    return InferencePool([ImageInference(m) for m in (model, *extra)])
 
 
 class ImageInference:
@@ -155,6 +172,7 @@ class ImageAgent:
         # the config's source, or one the bench wraps to time capture; opened by start()
         self.reader = FrameReader(source if source is not None else make_source(config))
         self.config = config
+        self.pool: InferencePool | None = None
         self.reconfigure(config, model)
 
     # -- the Agent protocol --------------------------------------------------------------------
@@ -164,7 +182,7 @@ class ImageAgent:
 
     @property
     def ended(self) -> bool:
-        return self.reader.ended
+        return self.reader.ended and not (self.pool and self.pool.pending)
 
     @property
     def error(self) -> str | None:
@@ -174,10 +192,18 @@ class ImageAgent:
         self.reader.start()  # a wrong camera or file fails here, before we announce ourselves online
 
     def read(self, timeout: float, stop: threading.Event) -> Frame | None:
-        return self.reader.get(timeout)
+        frame = self.reader.get(timeout)
+        if frame is None and self.pool is not None and self.reader.ended:
+            self._finish_all()  # the file ended: what the workers still hold goes out, in order
+        return frame
 
     def process(self, item: Any) -> None:
-        self.step(item)
+        if self.pool is None:
+            self.step(item)
+            return
+        self.pool.submit(item)
+        for frame, raw in self.pool.ready():
+            self.finish(frame, raw)
 
     def apply(self, command: Command) -> None:
         if command.threshold is not None:
@@ -188,6 +214,10 @@ class ImageAgent:
             self.policy.on_change = command.on_change
 
     def reconfigure(self, config: Config, model: Any) -> None:
+        if self.pool is not None:  # frames already given to the old model's workers go out first
+            self._finish_all()
+            self.pool.close()
+            self.pool = None
         if config.source != self.config.source:
             reader = FrameReader(make_source(config))
             reader.start()  # fails before anything is swapped: the old source keeps running
@@ -201,6 +231,7 @@ class ImageAgent:
         self.subtopic = f"{config.task}/prediction"
         self._inference = ImageInference(model)
         self.reader.prepare = self._inference.prepare  # the resize runs in the reader thread, overlapped
+        self.pool = make_pool(model, config)
 
     def metrics(self) -> dict[str, Any]:
         return self.stats.as_metrics(self.reader.dropped)
@@ -215,11 +246,27 @@ class ImageAgent:
 
     def stop(self) -> None:
         self.reader.stop()
+        if self.pool is not None:  # --max-frames or a stop: frames in flight are still published
+            try:
+                self._finish_all()
+            finally:
+                self.pool.close()
+
+    def _finish_all(self) -> None:
+        assert self.pool is not None
+        for frame, raw in self.pool.drain():
+            self.finish(frame, raw)
 
     # -- one frame -----------------------------------------------------------------------------
     def step(self, frame: Frame) -> dict[str, Any] | None:
+        """Infer and finish one frame inline (one worker)."""
         hook = self.hook
         raw = self._inference(frame) if hook is None else self._inference.timed(frame, hook)
+        return self.finish(frame, raw)
+
+    def finish(self, frame: Frame, raw: np.ndarray) -> dict[str, Any] | None:
+        """Scores → smoothing, prediction, publish policy, publish: always in seq order."""
+        hook = self.hook
         t0 = time.perf_counter()
         scores = self.smoother.update(raw)
         prediction = predict(scores, self.model.labels, self.config.postprocess.top_k)
