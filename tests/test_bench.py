@@ -39,7 +39,7 @@ def test_tools_bench_is_the_package_entry_point() -> None:
     result = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "--help"], capture_output=True,
                             text=True, timeout=60, cwd="/")
     assert result.returncode == 0, result.stderr
-    assert "{all,audio,baseline,compare,invoke,pipeline,startup}" in result.stdout
+    assert "{all,audio,baseline,compare,invoke,peer,pipeline,startup}" in result.stdout
 
 
 def assert_stats(stats: dict[str, Any], n: int | None = None) -> None:
@@ -172,3 +172,22 @@ def test_governor_other_than_performance_is_warned_about(bench: SimpleNamespace)
     assert any("ondemand" in w and "performance" in w for w in warnings)
     assert any("throttl" in w for w in warnings)
     assert not any("governor" in w for w in bench.machine_warnings({**machine, "governor": "performance"}))
+
+
+def test_peer_runs_the_agent_command_line_against_the_tutorial_loop(bench: SimpleNamespace, int8_model: Path,
+                                                                   video: Path) -> None:
+    report = bench.run(["peer", "--model", str(int8_model), "--source", str(video), "--runs", "12",
+                        "--threads", "1", "--workers", "1,2", "--quiet"])
+    peer = report["results"]["peer"]
+    assert peer["cores"] >= 1 and peer["frames"] == 12 and len(peer["rounds"]) == 1
+    (row,) = peer["rounds"]
+    assert {"decode", "invoke_1_thread", "tutorial_t1", "agent_t1_w1", "agent_t1_w2"} <= set(row)
+    assert row["limit_fps"] == pytest.approx(
+        peer["cores"] * 1000 / (row["decode"]["cpu_ms"] + row["invoke_1_thread"]["cpu_ms"]), rel=1e-6)
+    for name in ("agent_t1_w1", "agent_t1_w2"):
+        summary = peer["agents"][name]
+        # one round: the summary's medians are that round's figures (rounded to 4 places)
+        assert summary["fps"]["median"] == pytest.approx(row[name]["fps"], abs=1e-4)
+        assert summary["vs_tutorial"]["median"] == pytest.approx(row[name]["fps"] / row["tutorial_t1"]["fps"],
+                                                                 abs=1e-4)
+        assert row[name]["cpu_ms"] > 0

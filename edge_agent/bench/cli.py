@@ -32,6 +32,7 @@ from .common import (
 )
 from .compare import mode_compare
 from .invoke import mode_invoke
+from .peer import mode_peer
 from .pipeline import mode_pipeline
 from .report import print_summary, write_csv, write_plot
 from .startup import mode_startup
@@ -43,6 +44,7 @@ ModeFn = Callable[[Context], dict[str, Any]]
 # Explicit table of modes: a function (Context) → results section.
 MODES: Final[dict[str, ModeFn]] = {
     "audio": mode_audio,
+    "peer": mode_peer,
     "invoke": mode_invoke,
     "pipeline": mode_pipeline,
     "baseline": mode_baseline,
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1, help="all: repeat the set this many times, interleaved")
     p.add_argument("--startup-repeats", type=int, default=STARTUP_REPEATS, help="start-up measurements")
     p.add_argument("--skip-startup", action="store_true", help="all: leave out the start-up measurement")
+    p.add_argument("--workers", default="1", help="peer: the agent's --workers; a list like 1,2 runs each")
     p.add_argument("--mqtt-host", help="publish through this broker (pipeline and baseline)")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--title", default="", help="plot and report title")
