@@ -123,21 +123,26 @@ def test_reader_resizes_while_the_consumer_is_busy_and_survives_a_failing_prepar
     inferred. A prepare that raises leaves that frame unprepared and the reader reads on."""
     tag = object()
     calls: list[str] = []
+    prepared = threading.Semaphore(0)  # one release per frame the reader has tried to prepare
 
     def prepare(image: np.ndarray) -> tuple[object, np.ndarray]:
         calls.append(threading.current_thread().name)
-        if len(calls) == 2:
-            raise ValueError("a bad frame")
-        return tag, image[:2, :2]
+        try:
+            if len(calls) == 2:
+                raise ValueError("a bad frame")
+            return tag, image[:2, :2]
+        finally:
+            prepared.release()
 
     reader = FrameReader(FileOfFrames(), prepare=prepare)
     reader.start()
     frames = []
     try:
-        time.sleep(0.05)  # the first frame is decoded before anyone asks
         for _ in range(6):
-            frames.append(reader.get(timeout=1.0))
-            time.sleep(0.03)  # inference
+            # the consumer is busy (inferring) until the reader has prepared the next frame: no
+            # sleep decides who comes first, so a loaded machine gives the same answer
+            assert prepared.acquire(timeout=10)
+            frames.append(reader.get(timeout=10))
     finally:
         reader.stop()
     assert [f is not None and f.prepared is not None for f in frames] == [True, False, True, True, True, True]
