@@ -74,6 +74,8 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
         Flag("--width", "source.width", "camera frame width (default 640)"),
         Flag("--height", "source.height", "camera frame height (default 480)"),
         Flag("--fps", "source.fps", "camera frame rate"),
+        Flag("--change-gate", "source.change_gate", "image tasks: skip inference while the frame's mean grey "
+             "level changes less than X (0-255) from the last inferred one; the last scores stand (default 0: off)"),
     ),
     "postprocessing": (
         Flag("--threshold", "postprocess.threshold", "minimum score to publish (default 0.5)"),

@@ -52,6 +52,7 @@ class SourceConfig:
     width: int = 640
     height: int = 480
     fps: float = 0.0  # 0 = the camera's default
+    change_gate: float = 0.0  # image tasks: mean grey-level change under which a frame is not inferred; 0 = off
 
 
 @dataclasses.dataclass
@@ -287,6 +288,7 @@ def validate(config: Config) -> None:
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
            (s.width, s.height))
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
+    _check(0 <= s.change_gate <= 255, c, "source.change_gate", "from 0 (off) to 255 grey levels", s.change_gate)
     _check(1 <= c.spool.max_messages <= 10_000_000, c, "spool.max_messages", "from 1 to 10000000",
            c.spool.max_messages)
     _check(c.metrics_interval_s == 0 or 1 <= c.metrics_interval_s <= 86400, c, "metrics_interval_s",
