@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-repeats", type=int, default=STARTUP_REPEATS, help="start-up measurements")
     p.add_argument("--skip-startup", action="store_true", help="all: leave out the start-up measurement")
     p.add_argument("--workers", default="1", help="peer: the agent's --workers; a list like 1,2 runs each")
+    p.add_argument("--before", type=Path, help="peer: also run the agent of this other checkout, round by round")
     p.add_argument("--mqtt-host", help="publish through this broker (pipeline and baseline)")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--title", default="", help="plot and report title")
