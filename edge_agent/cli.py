@@ -36,6 +36,9 @@ FLAG_FIELDS = {
     "key": "mqtt.key", "tls_insecure": "mqtt.tls_insecure", "spool": "spool.path",
     "discovery": "homeassistant.discovery", "discovery_prefix": "homeassistant.prefix",
     "remote_control": "control.enabled", "metrics_interval": "metrics_interval_s",
+    "serial": "sensor.serial", "baud": "sensor.baud", "sensor_columns": "sensor.columns",
+    "sensor_topic": "sensor.topic", "sensor_paths": "sensor.paths", "sensor_ts_path": "sensor.ts_path",
+    "sensor_stale": "sensor.stale_s",
 }
 
 
@@ -109,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--metrics-interval", type=str, help="seconds between metrics messages (default 30, 0: off)")
     g.add_argument("--spool", help="SQLite file keeping predictions until the broker acknowledges them "
                    "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)")
+    g = p.add_argument_group("sensor tasks (activity, location, machine, intrusion; replay with --source FILE.csv)")
+    g.add_argument("--serial", help="serial port sending CSV or JSON lines, e.g. /dev/ttyUSB0")
+    g.add_argument("--baud", type=str, help="serial baud rate (default 115200)")
+    g.add_argument("--sensor-columns", help="column order of header-less serial CSV lines, e.g. t,ax,ay,az")
+    g.add_argument("--sensor-topic", help="MQTT topic the sensor publishes JSON samples on")
+    g.add_argument("--sensor-paths", help="JSON path per channel: ax=accel.x,ay=accel.y (optionally @TOPIC)")
+    g.add_argument("--sensor-ts-path", help="JSON path of each sample's time (default t, ts, time or timestamp)")
+    g.add_argument("--sensor-stale", type=str, help="seconds without samples before the sensor counts as silent")
     return p
 
 

@@ -19,6 +19,7 @@ split only (:func:`fit_scaling`). numpy only: no TensorFlow on the device.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -95,7 +96,7 @@ class SeriesSpec:
     def std(self) -> np.ndarray:
         return np.array([max(c.std, MIN_STD) for c in self.channels], np.float64)
 
-    def with_scaling(self, mean: Sequence[float], std: Sequence[float]) -> SeriesSpec:
+    def with_scaling(self, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> SeriesSpec:
         chans = tuple(dataclasses.replace(c, mean=round(float(m), 6), std=round(float(s), 6))
                       for c, m, s in zip(self.channels, mean, std, strict=True))
         return dataclasses.replace(self, channels=chans)
@@ -270,8 +271,8 @@ class Resampler:
     @staticmethod
     def _split(t: np.ndarray, x: np.ndarray, breaks: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         edges = [0, *breaks.tolist(), len(t)]
-        return [(t[a:b], x[a:b], i > 0 or (len(breaks) > 0 and breaks[0] == 0))
-                for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)) if b > a]
+        # a part after a break restarts (an empty first part means the break came before t[0])
+        return [(t[a:b], x[a:b], i > 0) for i, (a, b) in enumerate(itertools.pairwise(edges)) if b > a]
 
     def _resample(self, t: np.ndarray, x: np.ndarray, gap: bool) -> Segment | None:
         restart = gap or self._last_t is None
@@ -327,7 +328,7 @@ class Windower:
             out.append((buf[a:a + self.window].copy(), float(tbuf[a + self.window - 1])))
             e += self.stride
         keep = self.window - 1
-        self._buf, self._tbuf = buf[len(buf) - keep:] if keep else buf[:0], tbuf[len(tbuf) - keep:] if keep else tbuf[:0]
+        self._buf, self._tbuf = buf[len(buf) - keep:], tbuf[len(tbuf) - keep:]
         return out
 
 
