@@ -328,7 +328,8 @@ class Windower:
             out.append((buf[a:a + self.window].copy(), float(tbuf[a + self.window - 1])))
             e += self.stride
         keep = self.window - 1
-        self._buf, self._tbuf = buf[len(buf) - keep:], tbuf[len(tbuf) - keep:]
+        cut = max(0, len(buf) - keep)  # never a negative start: that would count from the end
+        self._buf, self._tbuf = buf[cut:], tbuf[cut:]
         return out
 
 
