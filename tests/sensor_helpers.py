@@ -43,8 +43,7 @@ def build_model(folder: Path, name: str, spec: series.SeriesSpec, labels: tuple[
         warnings.simplefilter("ignore")
         model = series_models.build(arch, keras, spec.shape, len(labels), 8, seed)
         fixed = series_models.fixed_batch(keras, model, spec.shape)
-        rng = np.random.default_rng(seed)
-        calib = rng.normal(0, 1, (64, *spec.shape)).astype(np.float32)
+        calib = series.features(sample_windows(spec, 128, seed), spec)
         data = _convert(tf, fixed, calib)
         float_data = _convert(tf, fixed, None)
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +57,16 @@ def build_model(folder: Path, name: str, spec: series.SeriesSpec, labels: tuple[
                  provenance={"made_by": "tests/sensor_helpers.py"}, extra=extra)
     manifest_mod.write(m, path.with_suffix(".json"))
     return path
+
+
+def sample_windows(spec: series.SeriesSpec, n: int, seed: int) -> np.ndarray:
+    """``n`` raw windows around each channel's mean: sinusoids and noise of varied size."""
+    rng = np.random.default_rng([seed, 5])
+    k = np.arange(spec.window)[None, :, None]
+    amp = rng.uniform(0.2, 2.0, (n, 1, len(spec.channels))) * spec.std
+    freq = rng.uniform(0.02, 0.3, (n, 1, len(spec.channels)))
+    x = spec.mean + amp * np.sin(2 * np.pi * freq * k) + rng.normal(0, 0.3, (n, spec.window, len(spec.channels))) * amp
+    return x.astype(np.float32)
 
 
 def walk(seconds: float, rate_hz: float = 50.0, t0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,3 +129,17 @@ def drive(agent: sensor.SensorAgent, until: Callable[[], bool] | None = None, ti
                 agent.process(item)
     finally:
         agent.stop()
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_models() -> dict[str, Path]:
+    """The two tiny models, built once per test process: 'activity' (classes) and 'machine' (anomaly)."""
+    if not _BUILT:
+        import tempfile
+
+        d = Path(tempfile.mkdtemp(prefix="edge-agent-series-"))
+        _BUILT["activity"] = build_model(d, "activity", IMU)
+        _BUILT["machine"] = build_model(d, "machine", MACHINE, threshold=0.5)
+    return _BUILT

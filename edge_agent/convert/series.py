@@ -115,6 +115,18 @@ def _convert(tf: Any, keras_model: Any, calib: np.ndarray | None) -> bytes:
             raise ModelError(f"TFLite conversion failed ({first})") from None
 
 
+def empty_float_intermediates(model: bytes) -> int:
+    """Float32 tensors that are only an operator's empty ``intermediates`` (the integer LSTM
+    kernel's gate-scale holders: shape [0], no data flows through them)."""
+    schema = graph._schema()
+    m = schema.ModelT.InitFromPackedBuf(model, 0)
+    sub = m.subgraphs[0]
+    inter = {int(i) for op in sub.operators or [] for i in (op.intermediates if op.intermediates is not None else ())}
+    float32 = schema.TensorType.FLOAT32
+    return sum(1 for i, t in enumerate(sub.tensors or []) if i in inter and t.type == float32
+               and (t.shape is None or len(t.shape) == 0 or int(np.prod(t.shape)) == 0))
+
+
 def run(o: Options) -> dict[str, Any]:
     _check(o)
     ds = series_data.scan(o.data)
@@ -172,6 +184,11 @@ def run(o: Options) -> dict[str, Any]:
     g = graph.read(int8_bytes)
     float_ops = check_int8(g, o.allow_float_fallback)
     gf = graph.read(float_bytes)
+    summary = g.summary()
+    empty = empty_float_intermediates(int8_bytes)
+    summary["empty_float_intermediates"] = empty
+    # full int8 = every operator integer; the integer LSTM's empty float "intermediates" carry no data
+    summary["full_int8"] = not float_ops and summary["float_tensors"] == empty
 
     name = o.name or o.data.name
     o.out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +199,7 @@ def run(o: Options) -> dict[str, Any]:
         "keras": f"{lib.__name__} {lib.__version__}", "created": _utc_now(), "command": o.command,
         "dataset": str(o.data), "synthetic": (o.data / "README.txt").is_file() and
         "SYNTHETIC" in (o.data / "README.txt").read_text(errors="replace"),
-        "seed": o.seed, "split_by": "source",
+        "data_seed": _data_seed(o.data), "seed": o.seed, "split_by": "source",
         "split": {"train": list(split.train), "val": list(split.val), "test": list(split.test),
                   "windows": {p: len(w[p].raw) for p in w}},
         "arch": o.arch, "hidden": o.hidden, "recurrent_lowering": recurrent, "io_type": "int8",
@@ -232,13 +249,22 @@ def run(o: Options) -> dict[str, Any]:
     manifest_file = manifest_path_for(out)
     write(manifest, manifest_file)
     result = {"name": name, "model_file": str(out), "manifest_file": str(manifest_file), "labels": list(labels),
-              "input": spec.to_json(), "graph": g.summary(), "float_graph": {"ops": gf.op_counts(),
+              "input": spec.to_json(), "graph": summary, "float_graph": {"ops": gf.op_counts(),
                                                                            "subgraphs": gf.subgraphs},
               "metrics": metrics, "provenance": provenance, "anomaly": extra.get("anomaly")}
     card = o.out / f"{name}.md"
     card.write_text(series_card.markdown(result), encoding="utf-8")
     result["card_file"] = str(card)
     return result
+
+
+def _data_seed(folder: Path) -> int | None:
+    """The generator's seed, from the README.txt tools/gen_sensor_data.py leaves in the folder."""
+    readme = folder / "README.txt"
+    text = readme.read_text(errors="replace") if readme.is_file() else ""
+    head, sep, rest = text.partition("(seed ")
+    digits = rest.split(")", 1)[0] if sep else ""
+    return int(digits) if digits.isdigit() else None
 
 
 def _round(x: float | None) -> float | None:

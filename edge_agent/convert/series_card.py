@@ -16,7 +16,10 @@ def markdown(r: Mapping[str, Any]) -> str:
     p, m, inp, g = r["provenance"], r["metrics"], r["input"], r["graph"]
     chans = ", ".join(f"`{c['name']}`" + (f" ({c['unit']})" if c["unit"] else "") for c in inp["channels"])
     rate = f"{inp['rate_hz']:g} Hz" if inp["rate_hz"] else "event data (one record per sample, not resampled)"
-    synthetic = "**SYNTHETIC** data made by `tools/gen_sensor_data.py`" if p.get("synthetic") else "recordings"
+    data = p["dataset"].rstrip("/")
+    parent, _, folder = data.rpartition("/")
+    synthetic = (f"**SYNTHETIC** data made by `python tools/gen_sensor_data.py --out {parent or '.'} --tasks {folder}"
+                 f" --seed {p.get('data_seed', 0)}`" if p.get("synthetic") else "recordings")
     sp = p["split"]
     lines = [
         f"# Model card: {r['name']}",
@@ -41,7 +44,11 @@ def markdown(r: Mapping[str, Any]) -> str:
         f" ({r['float_graph']['subgraphs']} subgraph(s))",
         f"- recurrent layers: {p['recurrent_lowering']}",
         f"- operators left in float: {', '.join(p['float_fallback_ops']) or 'none'}; activation tensor types "
-        f"{g['activation_types']}",
+        f"{g['activation_types']}" + (
+            f" — the {g['empty_float_intermediates']} FLOAT32 ones are the integer LSTM kernel's empty "
+            "`intermediates` (shape [0], gate-scale holders; no float data flows; the kernel runs int8 with an "
+            "int16 cell state)" if g.get("empty_float_intermediates") else ""),
+        f"- full integer: {'yes' if g['full_int8'] else 'NO'}",
         "",
     ]
     if r.get("anomaly"):
