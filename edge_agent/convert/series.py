@@ -262,7 +262,7 @@ def _data_seed(folder: Path) -> int | None:
     """The generator's seed, from the README.txt tools/gen_sensor_data.py leaves in the folder."""
     readme = folder / "README.txt"
     text = readme.read_text(errors="replace") if readme.is_file() else ""
-    head, sep, rest = text.partition("(seed ")
+    _, sep, rest = text.partition("(seed ")
     digits = rest.split(")", 1)[0] if sep else ""
     return int(digits) if digits.isdigit() else None
 

@@ -322,8 +322,8 @@ def make_series_source(config: Config, channels: Sequence[str]) -> SeriesSource:
         raise ConfigError(f"{config.where('task')}: task '{config.task}' reads sensor samples; use --source "
                           "FILE.csv|FILE.jsonl, --serial PORT or --sensor-topic TOPIC instead of a camera or "
                           "microphone")
-    chosen = [f for f, v in zip(SOURCE_FIELDS, (s.source, sensor.serial, sensor.topic or "@" in sensor.paths), strict=True)
-              if v]
+    given = (s.source, sensor.serial, sensor.topic or "@" in sensor.paths)
+    chosen = [f for f, v in zip(SOURCE_FIELDS, given, strict=True) if v]
     if len(chosen) > 1:
         raise ConfigError(f"{config.where(chosen[-1])}: field '{chosen[-1]}' must be the only input (pick one of "
                           "--source, --serial, --sensor-topic)")
