@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, Final, Union
 
 from .errors import ConfigError
+from .tasks import TASKS as TASK_TABLE
 
 PASSWORD_ENV: Final = "EDGE_AGENT_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
 SINKS: Final = ("mqtt", "stdout")
-TASKS: Final = ("waste", "road", "voice", "custom", "activity", "location", "machine", "intrusion")
+TASKS: Final = tuple(TASK_TABLE)  # the one task table is edge_agent/tasks.py
 MASK: Final = "********"
 
 
@@ -150,6 +151,15 @@ def sanitize_id(name: str) -> str:
 
 def _field_type(cls: type, name: str) -> Any:
     return typing.get_type_hints(cls)[name]
+
+
+def field_type(dotted: str) -> Any:
+    """The plain type (int, float, str, bool) of a dotted config field, e.g. ``mqtt.port`` → int."""
+    section, _, name = dotted.rpartition(".")
+    kind = _field_type(SECTIONS[section] if section else Config, name)
+    if typing.get_origin(kind) in (Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
 
 
 def _coerce(value: Any, kind: Any, field: str, where: str) -> Any:

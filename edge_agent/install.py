@@ -33,6 +33,7 @@ from typing import Final
 
 from . import config as config_mod
 from .errors import ExitCode
+from .tasks import TASKS
 
 UNIT_FILE: Final = "edge-agent@.service"
 UDEV_FILE: Final = "99-edge-agent-coral.rules"
@@ -103,6 +104,14 @@ def render_unit(template: str, executable: str) -> str:
     return text
 
 
+# The [source] lines of the example config, by the task's kind of input: a camera line in a voice
+# config is refused by the run (and by --validate-config), so each kind gets its own.
+SOURCE_LINES: Final = {
+    "image": 'camera = "0"                        # /dev/video0; for the Pi camera: remove this line, picamera = true',
+    "audio": 'mic = "default"                     # a device name or index: edge-agent --list-devices',
+}
+
+
 def example_config(task: str, mqtt_host: str) -> str:
     """A config that works as written (it is checked by the same loader the agent uses)."""
     return f"""\
@@ -112,7 +121,7 @@ task = "{task}"
 # device_id = "kitchen-pi"          # default: the host name
 
 [source]
-camera = "0"                        # /dev/video0; for the Pi camera: remove this line, picamera = true
+{SOURCE_LINES[TASKS[task].kind]}
 
 [postprocess]
 threshold = 0.5

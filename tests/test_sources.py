@@ -83,19 +83,24 @@ class FastCamera:
 
 def test_live_source_serves_the_freshest_frame_and_counts_drops() -> None:
     """Inference slower than the camera: old frames are dropped, so latency never builds up."""
-    reader = FrameReader(FastCamera())
+    camera = FastCamera()
+    reader = FrameReader(camera)
     reader.start()
     try:
-        ages = []
+        behind = []
         for _ in range(10):
-            frame = reader.get(timeout=1.0)
+            frame = reader.get(timeout=5.0)
             assert frame is not None
-            ages.append(time.monotonic() - frame.mono)
+            # frames the camera had made by now that are newer than the one we got: at most the one
+            # being read and the one being handed over, however slow or loaded the machine is
+            behind.append(camera.count - 1 - frame.index)
             time.sleep(0.05)  # a slow model
     finally:
         reader.stop()
-    assert max(ages) < 0.03, ages  # always a frame from the last few ms, never a backlog
-    assert reader.dropped > 100
+    assert max(behind) <= 2, behind  # never a backlog
+    taken = 10
+    assert camera.count - taken - 2 <= reader.dropped <= camera.count - taken  # every other frame counted
+    assert reader.dropped > 0
 
 
 class FileOfFrames(FastCamera):

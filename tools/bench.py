@@ -12,13 +12,16 @@ we care about)::
     python tools/bench.py compare  --model A --model B [--threads 1,2] [--edgetpu]
     python tools/bench.py all      --model M [--threads 1,2] [--rounds 3] --json OUT --plot OUT.png
 
-Modes (an explicit table, :data:`MODES`; the voice work adds ``audio`` there):
+    python tools/bench.py audio    --model models/voice.tflite [--source FILE.wav] [--runs N]
+
+Modes (an explicit table, :data:`MODES`):
 
 - ``invoke``: the bare interpreter on a fixed random input, like TFLite's ``benchmark_model``:
   load and first invoke reported apart (on a Coral the first invoke uploads the model), then
   min / mean / p50 / p90 / p99 / max and FPS over ``--runs``.
-- ``pipeline``: the agent's own objects (``service.Pipeline``, ``FrameReader``, the real source
-  and publisher) on a video or image folder, timed per stage by thin wrappers around them:
+- ``pipeline``: the agent's own objects (``ImageAgent`` and its ``FrameReader``, the real source
+  and publisher, ``runtime.run_loop``) on a video or image folder, timed per stage through the
+  agent's stage hook (``agents.base.StageHook``; the service passes none) and a timing source:
   capture/decode (reader thread), wait (main thread idle for a frame), preprocess, invoke,
   postprocess, publish; end-to-end FPS and capture → publish latency. With ``--mqtt-host`` the
   predictions go through a real broker and a subscriber measures capture → delivery too.
@@ -30,6 +33,8 @@ Modes (an explicit table, :data:`MODES`; the voice work adds ``audio`` there):
 - ``compare``: invoke for several models × thread counts × backends side by side, with speed
   ratios against the first and int8-vs-float pairs ("int8 is 2.8× faster, costs 0.4 points"
   where the manifests carry accuracy).
+- ``audio``: the voice agent (``VoiceAgent``, ``runtime.run_loop``) on a WAV file (default: 30 s
+  generated) as fast as possible: hops per second, the real-time factor, per-hop stages.
 - ``all``: invoke, pipeline, baseline and startup for each ``--threads`` value, ``--rounds``
   times interleaved, and the issue's targets evaluated as ratios (median and spread of rounds).
 
@@ -51,7 +56,6 @@ import logging
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -65,20 +69,18 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
+from edge_agent import board, runtime, service
+from edge_agent import manifest as manifest_mod
+from edge_agent.agents.image import ImageAgent
+from edge_agent.config import Config
+from edge_agent.engine import Backend, check_model_file, find_backend, load_edgetpu_delegate
+from edge_agent.errors import EdgeAgentError
+from edge_agent.manifest import ImageInput, Manifest
+from edge_agent.publish.base import Publisher
+from edge_agent.sources.base import Source
+from edge_agent.sources.factory import make_source
+
 REPO: Final = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edge_agent import manifest as manifest_mod  # noqa: E402
-from edge_agent import service  # noqa: E402
-from edge_agent.config import Config  # noqa: E402
-from edge_agent.engine import Backend, check_model_file, find_backend, load_edgetpu_delegate  # noqa: E402
-from edge_agent.errors import EdgeAgentError  # noqa: E402
-from edge_agent.manifest import ImageInput, Manifest  # noqa: E402
-from edge_agent.publish.base import Publisher  # noqa: E402
-from edge_agent.sources.base import Frame, Source  # noqa: E402
-from edge_agent.sources.factory import make_source  # noqa: E402
-from edge_agent.sources.reader import FrameReader  # noqa: E402
-
 logger = logging.getLogger("bench")
 
 SCHEMA: Final = "edge-agent/bench@1"
@@ -125,60 +127,19 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 
 # -- machine and model ------------------------------------------------------------------------
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace").replace("\x00", "").strip()
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    info = _read("/proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        m = re.search(rf"^{key}\s*:\s*(.+)$", info, re.MULTILINE)
-        if m:
-            return m.group(1).strip()
-    return platform.processor() or platform.machine()
-
-
-def governors() -> list[str]:
-    found = {_read(str(p)) for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_governor")}
-    return sorted(g for g in found if g)
-
-
-def temperatures() -> dict[str, float]:
-    temps: dict[str, float] = {}
-    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
-        raw, kind = _read(str(zone / "temp")), _read(str(zone / "type"))
-        if raw and raw.lstrip("-").isdigit():
-            temps[kind or zone.name] = int(raw) / 1000.0
-    return temps
-
-
-def throttling() -> str | None:
-    """Raspberry Pi firmware's throttle flags (0x0 = never throttled), where vcgencmd exists."""
-    tool = shutil.which("vcgencmd")
-    if tool is None:
-        return None
-    try:
-        out = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.strip().partition("=")[2] or None
-
-
 def machine_info(backend: Backend) -> dict[str, Any]:
     """What the numbers depend on: CPU, board, governor, heat, load and software versions."""
-    gov = governors()
+    gov = board.governors()
+    bits = board.throttled()
     return {
-        "cpu": cpu_model(),
+        "cpu": board.cpu_model(),
         "arch": platform.machine(),
         "cores": os.cpu_count() or 1,
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "board": _read("/proc/device-tree/model"),
+        "cores_usable": board.usable_cores(),
+        "board": board.board_model(),
         "governor": ",".join(gov) if gov else None,
-        "temperature_c": temperatures(),
-        "throttled": throttling(),
+        "temperature_c": board.temperatures_c(),
+        "throttled": None if bits is None else f"0x{bits:x}",
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -436,57 +397,6 @@ class TimedSource:
         self.inner.close()
 
 
-class TimedPublisher:
-    """A Publisher that times ``publish()`` (serialisation and hand-off to the sink)."""
-
-    def __init__(self, inner: Publisher, rec: Recorder) -> None:
-        self.inner, self.rec = inner, rec
-
-    @property
-    def fatal(self) -> str | None:
-        return self.inner.fatal
-
-    def start(self) -> None:
-        self.inner.start()
-
-    def publish(self, subtopic: str, payload: dict[str, Any]) -> None:
-        t0 = time.perf_counter()
-        self.inner.publish(subtopic, payload)
-        self.rec.add("publish", (time.perf_counter() - t0) * 1000)
-
-    def flush(self, timeout: float) -> bool:
-        return self.inner.flush(timeout)
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-
-class TimedInterpreter:
-    """Delegates everything to the interpreter and times ``invoke()``."""
-
-    def __init__(self, inner: Any, rec: Recorder) -> None:
-        self._inner, self._rec = inner, rec
-
-    def invoke(self) -> None:
-        t0 = time.perf_counter()
-        self._inner.invoke()
-        self._rec.add("invoke", (time.perf_counter() - t0) * 1000)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def _timed(rec: Recorder, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            rec.add(stage, (time.perf_counter() - t0) * 1000)
-
-    return wrapper
-
-
 def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: Path | None) -> Config:
     a = ctx.args
     cfg = Config(task="custom", device_id="bench", log_level="warning")
@@ -536,9 +446,28 @@ class DeliveryProbe:
         self.client.disconnect()
 
 
+class BenchHook:
+    """The agent's stage-timing hook (:class:`edge_agent.agents.base.StageHook`) filling a
+    :class:`Recorder`: the agent reports each stage of a frame, then ``done`` closes the frame."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+        self.marks: list[float] = []
+
+    def stage(self, name: str, ms: float) -> None:
+        self.rec.add(name, ms)
+
+    def done(self, latency_ms: float) -> None:
+        self.rec.cur["latency"] = latency_ms
+        self.rec.frames.append(self.rec.cur)
+        self.rec.cur = {}
+        self.marks.append(time.perf_counter())
+
+
 def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 0.0) -> dict[str, Any]:
-    """Run ``service.Pipeline.run`` as the agent does, on ``--runs`` frames after ``--warmup``;
-    with ``camera_fps`` the file is paced like a camera (see :class:`TimedSource`)."""
+    """Run the agent's own loop (``runtime.run_loop`` over an ``ImageAgent``) on ``--runs`` frames
+    after ``--warmup``, timed through the agent's stage hook; with ``camera_fps`` the file is paced
+    like a camera (see :class:`TimedSource`)."""
     a = ctx.args
     source = ctx.source
     rec = Recorder()
@@ -547,28 +476,21 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
     labels = ctx.labels_for(model, int(np.prod(probe_outputs.get_output_details()[0]["shape"])))
     del probe_outputs
     cfg = agent_config(ctx, model, threads, source, labels)
-    loaded = service.load_model(cfg)
-    engine = loaded.engine
-    engine.interpreter = TimedInterpreter(engine.interpreter, rec)
-    engine.scores = _timed(rec, "scores", engine.scores)  # type: ignore[method-assign]
-    reader = FrameReader(TimedSource(make_source(cfg), rec, camera_fps))
-    reader.start()
+    _, loaded = service.load_model(cfg)
+    hook = BenchHook(rec)
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed in the finally below
     probe: DeliveryProbe | None = None
+    agent: ImageAgent | None = None
     try:
         if cfg.sink == "mqtt":
-            inner: Publisher = service.make_publisher(cfg)
+            publisher: Publisher = service.make_publisher(cfg)
             probe = DeliveryProbe(a.mqtt_host, a.mqtt_port, f"{cfg.mqtt.topic_prefix}/{cfg.device_id}/#")
         else:
             from edge_agent.publish.stdout import StdoutPublisher
 
-            inner = StdoutPublisher(devnull)
-        publisher = TimedPublisher(inner, rec)
-        publisher.start()
-        if cfg.sink == "mqtt" and not getattr(inner, "wait_connected", lambda t: True)(MQTT_CONNECT_TIMEOUT_S):
-            raise RuntimeError(f"the agent could not connect to {a.mqtt_host}:{a.mqtt_port}")
-        pipeline = service.Pipeline(cfg, loaded, reader, publisher)
-        step, infer, get, prepare = pipeline.step, pipeline.infer, reader.get, reader.prepare
+            publisher = StdoutPublisher(devnull)
+        agent = ImageAgent(cfg, loaded, publisher, hook=hook, source=TimedSource(make_source(cfg), rec, camera_fps))
+        prepare = agent.reader.prepare
         if prepare is not None:
             def timed_prepare(image: np.ndarray) -> tuple[object, np.ndarray]:
                 t0 = time.perf_counter()
@@ -576,34 +498,24 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
                 rec.resize.append((time.perf_counter() - t0) * 1000)
                 return out
 
-            reader.prepare = timed_prepare
-        marks: list[float] = []
-
-        def timed_step(frame: Frame) -> Any:
-            t0 = time.perf_counter()
-            out = step(frame)
-            t1 = time.perf_counter()
-            rec.add("step", (t1 - t0) * 1000)
-            rec.cur["latency"] = (time.monotonic() - frame.mono) * 1000
-            rec.frames.append(rec.cur)
-            rec.cur = {}
-            marks.append(t1)
-            return out
-
-        pipeline.step = timed_step  # type: ignore[method-assign]
-        pipeline.infer = _timed(rec, "infer", infer)  # type: ignore[method-assign]
-        reader.get = _timed(rec, "wait", get)  # type: ignore[method-assign]
+            agent.reader.prepare = timed_prepare  # the reader's public hand-off point, not a method
+        agent.start()
+        publisher.start()
+        if cfg.sink == "mqtt" and not getattr(publisher, "wait_connected", lambda t: True)(MQTT_CONNECT_TIMEOUT_S):
+            raise RuntimeError(f"the agent could not connect to {a.mqtt_host}:{a.mqtt_port}")
         started = time.perf_counter()
-        pipeline.run(service.Controls(max_frames=a.warmup + a.runs))
-        if not publisher.flush(service.END_FLUSH_S):
+        runtime.run_loop(agent, publisher, runtime.Controls(max_frames=a.warmup + a.runs, hook=hook))
+        if not publisher.flush(runtime.END_FLUSH_S):
             ctx.warnings.append("pipeline: the broker did not acknowledge every prediction")
         publisher.stop()
     finally:
-        reader.stop()
+        if agent is not None:
+            agent.stop()
         devnull.close()
         if probe is not None:
             time.sleep(0.2)
             probe.close()
+    marks = hook.marks
     frames = rec.frames[a.warmup:]
     t_begin = marks[a.warmup - 1] if a.warmup > 0 and len(marks) > a.warmup else started
     elapsed = marks[-1] - t_begin if marks else 0.0
@@ -615,10 +527,9 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
         "capture": summarize(rec.capture[a.warmup:]),
         "resize": summarize(rec.resize[a.warmup:]),
         "wait": stage("wait", lambda f: f.get("wait", 0.0)),
-        "preprocess": stage("preprocess", lambda f: f["infer"] - f.get("invoke", 0.0) - f.get("scores", 0.0)),
+        "preprocess": stage("preprocess", lambda f: f.get("resize", 0.0) + f.get("fill", 0.0)),
         "invoke": stage("invoke", lambda f: f.get("invoke", 0.0)),
-        "postprocess": stage("postprocess", lambda f: f["step"] - f["infer"] - f.get("publish", 0.0)
-                             + f.get("scores", 0.0)),
+        "postprocess": stage("postprocess", lambda f: f.get("scores", 0.0) + f.get("postprocess", 0.0)),
         "publish": stage("publish", lambda f: f.get("publish", 0.0)),
     }
     result: dict[str, Any] = {
@@ -627,7 +538,7 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
         "frames": len(frames), "warmup": a.warmup,
         "fps": round(len(frames) / elapsed, 3) if elapsed > 0 else 0.0,
         "stages": stages, "latency_ms": stage("latency", lambda f: f["latency"]),
-        "dropped": reader.dropped, "published": pipeline.stats.published,
+        "dropped": agent.reader.dropped, "published": agent.stats.published,
     }
     if probe is not None:
         result["delivered_ms"] = summarize(probe.latencies[a.warmup:])
@@ -806,6 +717,68 @@ def thread_counts(ctx: Context) -> list[int]:
     return [int(t) for t in str(ctx.args.threads).split(",") if t.strip()]
 
 
+# -- audio (the voice agent's own objects, timed through its hook) ------------------------------
+AUDIO_BENCH_S: Final = 30.0  # seconds of generated audio when no --source WAV is given
+
+
+def default_wav(ctx: Context, rate: int) -> Path:
+    """A WAV of quiet noise with a tone now and then: the spotter infers on every hop whatever
+    the audio holds, so the content changes no timing, only what is published."""
+    from edge_agent.sources.wav import write_wav
+
+    path = ctx.workdir / "bench.wav"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        n = int(AUDIO_BENCH_S * rate)
+        audio = (0.01 * rng.standard_normal(n)).astype(np.float32)
+        t = np.arange(rate // 2) / rate
+        for start in range(rate, n - rate, 3 * rate):
+            audio[start:start + len(t)] += (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        write_wav(path, audio, rate)
+    return path
+
+
+def bench_audio(ctx: Context, model: Path, threads: int) -> dict[str, Any]:
+    """The voice agent on a WAV as fast as possible, through ``runtime.run_loop``: hops per
+    second, the real-time factor (compute seconds per second of audio, in this run), and the
+    per-hop stages (wait for audio, log-mel + invoke + recognizer) from the agent's hook."""
+    from edge_agent.agents.voice import VoiceAgent
+    from edge_agent.publish.stdout import StdoutPublisher
+
+    a = ctx.args
+    cfg = Config(task="voice", device_id="bench", log_level="warning", sink="stdout")
+    cfg.model.path, cfg.model.threads = str(model), threads
+    kind, loaded = service.load_model(cfg)
+    if kind != "audio":
+        raise SystemExit(f"bench.py audio: model {model}: its manifest is not an audio model's")
+    cfg.source.source = str(Path(a.source) if a.source else default_wav(ctx, loaded.spec.sample_rate))
+    rec = Recorder()
+    hook = BenchHook(rec)
+    with open(os.devnull, "w") as devnull:
+        agent = VoiceAgent(cfg, loaded, StdoutPublisher(devnull), hook=hook)
+        agent.start()
+        try:
+            started = time.perf_counter()
+            runtime.run_loop(agent, agent.publisher, runtime.Controls(max_frames=a.warmup + a.runs, hook=hook))
+            elapsed = time.perf_counter() - started
+        finally:
+            agent.stop()
+    hops = rec.frames[a.warmup:]
+    hop_s = loaded.settings.stride_ms / 1000
+    infer = summarize([h.get("infer", 0.0) for h in hops])
+    return {
+        "threads": threads, "source": cfg.source.source, "hops": len(hops), "hop_ms": loaded.settings.stride_ms,
+        "hops_per_s": round(len(rec.frames) / elapsed, 3) if elapsed > 0 else 0.0,
+        "real_time_factor": round(infer["mean"] / 1000 / hop_s, 5) if hop_s else 0.0,
+        "stages": {"wait": summarize([h.get("wait", 0.0) for h in hops]), "infer": infer},
+        "latency_ms": summarize([h["latency"] for h in hops]), "commands": agent.published,
+    }
+
+
+def mode_audio(ctx: Context) -> dict[str, Any]:
+    return {"audio": [bench_audio(ctx, ctx.model, t) for t in thread_counts(ctx)]}
+
+
 def mode_invoke(ctx: Context) -> dict[str, Any]:
     return {"invoke": [bench_invoke(ctx, ctx.model, t, ctx.args.edgetpu) for t in thread_counts(ctx)]}
 
@@ -937,9 +910,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 ModeFn = Callable[[Context], dict[str, Any]]
-# Explicit table of modes. The voice work registers "audio" here: a function (Context) → results
-# section, using ctx.args.source for the WAV file and the same summarize()/machine_info() helpers.
+# Explicit table of modes: a function (Context) → results section.
 MODES: Final[dict[str, ModeFn]] = {
+    "audio": mode_audio,
     "invoke": mode_invoke,
     "pipeline": mode_pipeline,
     "baseline": mode_baseline,
@@ -1138,7 +1111,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine_after": {k: after[k] for k in ("temperature_c", "throttled", "load_avg")},
         "models": ctx.models,
         "settings": {"threads": thread_counts(ctx), "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-                     "edgetpu": args.edgetpu, "source": str(ctx.source) if args.mode != "invoke" else None,
+                     "edgetpu": args.edgetpu,
+                     "source": str(ctx.source) if args.mode not in ("invoke", "audio") else args.source,
                      "mqtt": f"{args.mqtt_host}:{args.mqtt_port}" if args.mqtt_host else None},
         "results": results,
         "targets": targets(results),

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import series_contract
 from ..config import Config
+from ..errors import ModelError
 from ..hub import Command, percentile
 from ..manifest import Manifest
 from ..postprocess import Prediction, PublishPolicy, Smoother, predict
@@ -37,6 +38,7 @@ from ..publish.base import Publisher
 from ..sources.base import SourceLost, reopen_with_backoff
 from ..sources.series import SeriesSource, make_series_source
 from . import series_model
+from .base import StageHook
 from .series_model import SeriesModel
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,11 @@ SLOW_INPUT_RATIO: Final = 0.5  # input slower than half the model's rate: warned
 RATE_EVERY_SAMPLES: Final = 32  # the input rate is measured over this many samples
 
 
-def load(path: Path, manifest: Manifest, config: Config) -> SeriesModel:
+def load(path: Path, manifest: Manifest | None, config: Config) -> SeriesModel:
     """The runtime's loader for ``kind == "series"``: checks naming the field, then the engine."""
+    if manifest is None:
+        raise ModelError(f"model {path}: no manifest {path.with_suffix('.json').name} beside it; a sensor model "
+                         "needs one (it holds the channels, rate, window and scaling)")
     return series_model.load(path, manifest, config)
 
 
@@ -73,8 +78,9 @@ class SensorAgent:
     """One series model, one sample source, one publisher."""
 
     def __init__(self, config: Config, model: SeriesModel, publisher: Publisher,
-                 source: SeriesSource | None = None) -> None:
+                 source: SeriesSource | None = None, hook: StageHook | None = None) -> None:
         self.config = config
+        self.hook = hook
         self.publisher = publisher
         self.source = source or make_series_source(config, model.spec.names)
         self.run_id = secrets.token_hex(4)
@@ -196,29 +202,37 @@ class SensorAgent:
                            "interpolated from too few samples; predictions will be poor", self.input_rate_hz, rate)
 
     def process(self, item: Window) -> None:
-        model = self.model
-        scores = model.infer(item.samples)
+        hook = self.hook
+        t0 = time.perf_counter()
+        scores = self.model.infer(item.samples)
         self._inferences += 1
-        now = time.time()
+        if hook is not None:
+            hook.stage("infer", (time.perf_counter() - t0) * 1000)
+        payload = self._decide(scores, item)
+        if payload is not None:
+            self.publisher.publish(series_contract.prediction_subtopic(self.config.task), payload)
+            self.published += 1
+        if hook is not None:
+            hook.done((time.monotonic() - item.mono_end) * 1000)
+
+    def _decide(self, scores: np.ndarray, item: Window) -> dict[str, Any] | None:
+        """The payload to publish for this window, or None when the publish policy says no."""
+        model, now = self.model, time.time()
         if model.anomaly is not None:
             score = float(scores[0])
             threshold = model.anomaly.threshold
             label = series_contract.ANOMALY_LABELS[int(score > threshold)]
-            decision = Prediction(label, 1.0, int(score > threshold), ())
             self.last_label, self.last_score = label, score
-            if not self.policy.decide(decision, now):
-                return
-            payload = series_contract.anomaly_payload(task=self.config.task, score=score, threshold=threshold,
-                                                      window_ts=item.wall_end, **self._envelope(item))
-        else:
-            prediction = predict(self.smoother.update(scores), model.labels, self.config.postprocess.top_k)
-            self.last_label, self.last_score = prediction.label, prediction.score
-            if not self.policy.decide(prediction, now):
-                return
-            payload = series_contract.class_payload(task=self.config.task, prediction=prediction,
-                                                    window_ts=item.wall_end, **self._envelope(item))
-        self.publisher.publish(series_contract.prediction_subtopic(self.config.task), payload)
-        self.published += 1
+            if not self.policy.decide(Prediction(label, 1.0, int(score > threshold), ()), now):
+                return None
+            return series_contract.anomaly_payload(task=self.config.task, score=score, threshold=threshold,
+                                                   window_ts=item.wall_end, **self._envelope(item))
+        prediction = predict(self.smoother.update(scores), model.labels, self.config.postprocess.top_k)
+        self.last_label, self.last_score = prediction.label, prediction.score
+        if not self.policy.decide(prediction, now):
+            return None
+        return series_contract.class_payload(task=self.config.task, prediction=prediction,
+                                             window_ts=item.wall_end, **self._envelope(item))
 
     def _envelope(self, item: Window) -> dict[str, Any]:
         self.seq += 1
