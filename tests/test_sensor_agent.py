@@ -19,7 +19,7 @@ from edge_agent.errors import ConfigError, ModelError, SourceError
 from edge_agent.hub import discovery_messages
 from edge_agent.manifest import ImageInput
 from edge_agent.preprocess import series
-from edge_agent.sources.series import make_series_source
+from edge_agent.sources.series_factory import make_series_source
 from tests import ha_schema
 from tests.sensor_helpers import (
     IMU,
@@ -214,3 +214,31 @@ def test_sensor_discovery_follows_the_home_assistant_schema(task: str, labels: t
     if components[0] == "binary_sensor":
         assert messages[0][1]["device_class"] == "problem"
         assert "value_json.anomaly" in messages[0][1]["value_template"]
+
+
+def test_the_sensor_agent_never_imports_tensorflow(models: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    t, x = walk(4.0)
+    csv = write_csv(tmp_path / "w.csv", t, x)
+    code = (
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "from edge_agent import manifest\n"
+        "from edge_agent.agents import sensor\n"
+        "from edge_agent.config import Config\n"
+        "from edge_agent.publish.stdout import StdoutPublisher\n"
+        f"p = Path({str(models['activity'])!r})\n"
+        f"c = Config(task='activity'); c.source.source = {str(csv)!r}\n"
+        "a = sensor.SensorAgent(c, sensor.load(p, manifest.load(p.with_suffix('.json')), c), StdoutPublisher())\n"
+        "a.start(); stop = threading.Event()\n"
+        "while not a.ended:\n"
+        "    w = a.read(0.1, stop)\n"
+        "    if w is not None: a.process(w)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+        "print('HEAVY', heavy, a.inferences, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert "HEAVY [] 3" in out.stderr, out.stderr[-2000:]

@@ -36,7 +36,8 @@ from ..postprocess import Prediction, PublishPolicy, Smoother, predict
 from ..preprocess import series
 from ..publish.base import Publisher
 from ..sources.base import SourceLost, reopen_with_backoff
-from ..sources.series import SeriesSource, make_series_source
+from ..sources.series import SeriesSource
+from ..sources.series_factory import make_series_source
 from . import series_model
 from .base import StageHook
 from .series_model import SeriesModel
@@ -47,6 +48,7 @@ MAX_PENDING_WINDOWS: Final = 32  # windows waiting for the model; older ones are
 MIN_STALE_S: Final = 2.0
 STALE_WINDOWS: Final = 3.0  # default silence timeout: this many window lengths (at least MIN_STALE_S)
 SLOW_INPUT_RATIO: Final = 0.5  # input slower than half the model's rate: warned, shown in status
+EPOCH_AFTER_S: Final = 1e9  # sample times above this are Unix time (2001 on), not seconds since a start
 RATE_EVERY_SAMPLES: Final = 32  # the input rate is measured over this many samples
 
 
@@ -64,7 +66,7 @@ class Window:
 
     samples: np.ndarray  # (W, C)
     t_end: float  # the sample clock's time of its last sample (seconds)
-    wall_end: float  # time.time() when that sample arrived
+    wall_end: float  # its wall-clock time: the sample's own time if on the epoch, else when it arrived
     mono_end: float  # time.monotonic() then: latency is measured from here
 
 
@@ -178,7 +180,8 @@ class SensorAgent:
                 if self.source.live and len(self._pending) >= MAX_PENDING_WINDOWS:  # a file just waits
                     self._pending.popleft()
                     self.windows_dropped += 1
-                self._pending.append(Window(w, t_end, wall, now))
+                # a sample clock on the epoch (an IMU's own timestamps) dates the window itself
+                self._pending.append(Window(w, t_end, t_end if t_end > EPOCH_AFTER_S else wall, now))
 
     def _measure_rate(self, t: np.ndarray) -> None:
         """The input rate on the samples' own clock (not arrival times: a burst or a replay is
