@@ -207,7 +207,9 @@ def run(o: Options) -> dict[str, Any]:
     }
     extra: dict[str, Any] = {}
     metrics: dict[str, Any] = {"float_tflite_bytes": len(float_bytes), "int8_tflite_bytes": len(int8_bytes),
-                               "params": int(model.count_params()), "macs": g.macs(),
+                               "params": int(model.count_params()),
+                               "macs": g.macs() + (series_models.recurrent_macs(o.arch, shape, o.hidden)
+                                                   if "UNIDIRECTIONAL_SEQUENCE_LSTM" in g.op_counts() else 0),
                                "calibration_windows": len(calib)}
     # a provisional manifest (threshold 1.0) so the agent's own loader can measure the two models
     anomaly_stub = {"anomaly": {"threshold": 1.0}} if ds.anomaly else {}

@@ -26,6 +26,15 @@ from . import _tf
 ARCHS: Final = ("cnn", "lstm", "gru", "dnn", "autoencoder")
 
 
+def recurrent_macs(arch: str, shape: tuple[int, ...], units: int) -> int:
+    """Multiply-adds inside a fused LSTM (the graph walk counts FULLY_CONNECTED and CONV only):
+    four gates, each (inputs + units) x units, per time step."""
+    if arch != "lstm" or len(shape) != 2:
+        return 0
+    steps, inputs = shape
+    return steps * 4 * units * (inputs + units)
+
+
 def tf_keras() -> Any | None:
     """Keras 2 (``pip install tf_keras``), or None."""
     _tf.tf()
@@ -40,7 +49,8 @@ def library(arch: str) -> tuple[Any, str]:
     if arch == "lstm":
         k2 = tf_keras()
         if k2 is not None:
-            return k2, "fused UNIDIRECTIONAL_SEQUENCE_LSTM (tf_keras)"
+            return k2, ("fused UNIDIRECTIONAL_SEQUENCE_LSTM (built with tf_keras: Keras 3 makes a WHILE loop whose "
+                        "full-int8 conversion crashes TensorFlow 2.21's converter)")
         return _tf.keras(), "unrolled over the window (tf_keras is not installed: pip install tf_keras)"
     if arch == "gru":
         return _tf.keras(), "unrolled over the window (TFLite has no fused GRU operator)"
