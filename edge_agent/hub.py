@@ -73,7 +73,7 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
         return messages
     state = contract.prediction_topic(prefix, device, task)
     spec = tasks.TASKS.get(task)
-    if (spec is not None and spec.kind == "series") or series_contract.is_anomaly(labels):
+    if spec is not None and spec.kind == "series":  # built-in sensor tasks (a custom one: see docs/SENSORS.md)
         return series_contract.discovery(disc, device, task, labels, state, common)
     messages.append((f"{disc}/sensor/{device}/{task}_label/config", {
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
