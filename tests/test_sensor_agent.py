@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,37 @@ def test_the_sensor_agent_never_imports_tensorflow(models: dict[str, Path], tmp_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parent.parent)
     assert "HEAVY [] 3" in out.stderr, out.stderr[-2000:]
+
+
+def test_remote_control_and_reload_keep_seq_and_change_the_policy(models: dict[str, Path], tmp_path: Path) -> None:
+    from edge_agent.hub import Command
+
+    t, x = walk(8.0)
+    csv = write_csv(tmp_path / "w.csv", t, x)
+    pub = Collect()
+    agent = make_agent(models["activity"], lambda c: setattr(c.source, "source", str(csv)), pub)
+    agent.apply(Command(threshold=1.0))  # nothing reaches a score above 1
+    drive(agent)
+    assert agent.inferences > 0 and pub.messages == []
+    agent.apply(Command(threshold=0.0, max_rate=0.0))
+    new = Config(task="activity")
+    new.postprocess.threshold = 0.0
+    new.source.source = str(csv)
+    man = manifest_mod.load(models["activity"].with_suffix(".json"))
+    agent.reconfigure(new, sensor.load(models["activity"], man, new))  # SIGHUP: same source, seq kept
+    for i, w in enumerate(series.recording_windows(t, x, IMU)[0][:3]):
+        agent.process(sensor.Window(w, float(i), time.time(), time.monotonic()))
+    assert [p["seq"] for _, p in pub.messages] == [1, 2, 3]
+
+
+def test_an_anomaly_model_keeps_its_calibrated_threshold_under_remote_control(models: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    from edge_agent.hub import Command
+
+    t = np.arange(0, 3, 0.01)
+    csv = write_csv(tmp_path / "m.csv", t, np.c_[np.sin(t), 30 + np.cos(t)], ("vib", "temp"))
+    pub = Collect()
+    agent = make_agent(models["machine"], lambda c: setattr(c.source, "source", str(csv)), pub)
+    agent.apply(Command(threshold=0.99))
+    drive(agent)
+    assert pub.messages and all(p["threshold"] == 0.5 for _, p in pub.messages)

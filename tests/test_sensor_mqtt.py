@@ -150,3 +150,73 @@ def test_the_command_line_runs_an_imu_over_mqtt(model: Path, broker: Broker) -> 
     disc = [m for m in sub.messages if m.topic == "homeassistant/sensor/cli/activity_label/config"]
     assert disc and ha_schema.check("sensor", json.loads(disc[0].payload)) == []
     sub.close()
+
+
+def test_channels_from_two_topics_are_held_and_sampled_together(broker: Broker) -> None:
+    """Zigbee2MQTT style: vibration on one topic, temperature on another (sample and hold)."""
+    from edge_agent.config import Config
+    from edge_agent.sources.series_factory import make_series_source
+
+    c = Config(task="machine")
+    c.mqtt.host, c.mqtt.port = broker.host, broker.port
+    c.sensor.paths = "vib=vibration@z2m/vib1,temp=temperature@z2m/temp1"
+    src = make_series_source(c, ("vib", "temp"))
+    src.open()
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-z2m")
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    try:
+        time.sleep(1.0)  # the source subscribes once connected
+        pub.publish("z2m/vib1", json.dumps({"vibration": 0.5, "ts": 100.0}))  # no temperature yet: held
+        time.sleep(0.3)
+        pub.publish("z2m/temp1", json.dumps({"temperature": 31.5, "ts": 100.1}))
+        time.sleep(0.3)
+        pub.publish("z2m/vib1", json.dumps({"vibration": 0.7, "ts": 100.2}))
+        pub.publish("z2m/temp1", json.dumps({"humidity": 40}))  # no channel: counted
+        got = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (sum(len(s.t) for s in got) < 2 or src.bad_records < 1):
+            s = src.read(0.2)
+            if s is not None:
+                got.append(s)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        src.close()
+    t = np.concatenate([s.t for s in got])
+    x = np.concatenate([s.x for s in got])
+    assert t.tolist() == [100.1, 100.2]
+    assert x.tolist() == [[0.5, 31.5], [0.7, 31.5]]
+    assert src.bad_records == 1
+
+
+@pytest.mark.skipif(not _series_wired(), reason="edge_agent.service.KINDS has no 'series' entry yet")
+def test_the_command_line_reads_a_serial_line_and_validates_a_sensor_config(model: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, run_agent
+    from tests.sensor_helpers import walk
+
+    ok = run_agent(["--task", "activity", "--model", str(model), "--serial", "/dev/ttyUSB9", "--validate-config"])
+    assert ok.returncode == 0 and "config OK" in ok.stdout, ok.stderr[-2000:]
+    bad = run_agent(["--task", "activity", "--model", str(model), "--validate-config"])
+    assert bad.returncode == 2 and "needs an input" in bad.stderr
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "--task", "activity", "--model", str(model),
+                                 "--serial", os.ttyname(slave), "--sink", "stdout", "--threshold", "0",
+                                 "--max-frames", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=agent_env(), cwd=REPO)
+        t, x = walk(10.0)
+        time.sleep(3.0)  # the agent opens the port
+        os.write(master, b"t,ax,ay,az\n\xff\xfe garbage\n" + b"".join(
+            f"{ti:.3f},{r[0]:.3f},{r[1]:.3f},{r[2]:.3f}\n".encode() for ti, r in zip(t, x, strict=True)))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err[-2000:]
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 3 and all(p["label"] in IMU_LABELS for p in lines)
