@@ -277,3 +277,17 @@ def test_an_anomaly_model_keeps_its_calibrated_threshold_under_remote_control(mo
     agent.apply(Command(threshold=0.99))
     drive(agent)
     assert pub.messages and all(p["threshold"] == 0.5 for _, p in pub.messages)
+
+
+def test_the_sensor_bench_times_every_window_of_the_shipped_models() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_sensor", Path(__file__).parent.parent / "tools" /
+                                                  "bench_sensor.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for task in ("activity", "intrusion"):
+        r = bench.bench(task, windows=40, chunk=10, threads=1)
+        assert r["windows"] == 41  # every window of the pushed samples, none dropped
+        assert r["windows_per_s"] > 0 and r["infer_ms_p50"] > 0
