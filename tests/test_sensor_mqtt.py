@@ -100,7 +100,7 @@ def test_imu_at_50_hz_over_mqtt_to_activity_predictions_in_the_run_loop(model: P
     try:
         assert publisher.wait_connected(10)
         time.sleep(0.5)  # the source subscribes once connected
-        imu = Imu(broker, "imu/wrist", seconds=6.0).start()
+        imu = Imu(broker, "imu/wrist", seconds=10.0).start()  # up to 9 windows; 4 even if a stall restarts one
         got = sub.wait_for(f"{device}/activity/prediction", 4, timeout=30)
         imu.close()
         assert _wait(lambda: agent.counts()["bad_records"] >= 1, 10)
@@ -116,7 +116,7 @@ def test_imu_at_50_hz_over_mqtt_to_activity_predictions_in_the_run_loop(model: P
     for p in got:
         assert p["label"] in IMU_LABELS and p["task"] == "activity" and p["device"] == device
         assert {"ts", "run", "latency_ms", "model", "window_ts", "top"} <= set(p)
-    assert agent.counts()["received"] >= 250
+    assert agent.counts()["received"] >= 400
     discovery = [m for m in sub.messages if m.topic == f"homeassistant/sensor/{device}/activity_label/config"]
     assert discovery, [m.topic for m in sub.messages]
     assert ha_schema.check("sensor", json.loads(discovery[0].payload)) == []
@@ -141,7 +141,7 @@ def test_the_command_line_runs_an_imu_over_mqtt(model: Path, broker: Broker) -> 
         assert _wait(lambda: sub.raw("edge-agent/cli/status") == [b"online"] or proc.poll() is not None, 30)
         assert proc.poll() is None
         time.sleep(0.5)
-        imu = Imu(broker, "imu/cli", seconds=5.0).start()
+        imu = Imu(broker, "imu/cli", seconds=8.0).start()
         got = sub.wait_for("cli/activity/prediction", 3, timeout=30)
         imu.close()
         proc.terminate()
