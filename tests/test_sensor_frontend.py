@@ -106,3 +106,19 @@ def test_any_samples_never_crash_and_the_counts_add_up(rows: list[tuple[float, f
     c = r.counts
     assert c.received == len(t)
     assert c.dropped() <= c.received
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=5),
+                    max_leaves=20))
+def test_any_json_record_is_a_sample_or_a_counted_drop(obj: object) -> None:
+    from edge_agent.sources.series import RecordParser
+
+    parser = RecordParser(("ax", "ay"), {"ax": "a.x", "ay": "a.1"}, "")
+    for record in (obj, {"a": {"x": obj, "1": 1.0}, "t": obj}, {"a": {"x": 1, "1": 2}, "t": 5}):
+        before = parser.bad
+        rec = parser.from_json(record, 7.0)
+        assert (rec is None) == (parser.bad == before + 1)
+        if rec is not None:
+            assert len(rec[1]) == 2
