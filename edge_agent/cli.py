@@ -110,6 +110,17 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
         Flag("--spool", "spool.path", "SQLite file keeping predictions until the broker acknowledges them "
              "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)"),
     ),
+    "sensor tasks (activity, location, machine, intrusion; replay a recording with --source FILE.csv)": (
+        Flag("--serial", "sensor.serial", "serial port sending CSV or JSON lines, e.g. /dev/ttyUSB0"),
+        Flag("--baud", "sensor.baud", "serial baud rate (default 115200)"),
+        Flag("--sensor-columns", "sensor.columns", "column order of header-less serial CSV lines, e.g. t,ax,ay,az"),
+        Flag("--sensor-topic", "sensor.topic", "MQTT topic the sensor publishes JSON samples on"),
+        Flag("--sensor-paths", "sensor.paths", "JSON path per channel: ax=accel.x,ay=accel.y (optionally @TOPIC)"),
+        Flag("--sensor-ts-path", "sensor.ts_path", "JSON path of each sample's time (default t, ts, time or "
+             "timestamp; else the arrival time)"),
+        Flag("--sensor-stale", "sensor.stale_s", "seconds without samples before the sensor counts as silent "
+             "(default 0: three windows, at least 2 s)"),
+    ),
 }
 METAVARS: Final = {int: "N", float: "X", str: None, bool: None}
 
