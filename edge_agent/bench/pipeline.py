@@ -88,6 +88,8 @@ def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: 
     cfg.postprocess.threshold = 0.0  # publish every frame: the publish stage is part of the cost
     if a.mqtt_host:
         cfg.sink, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.qos = "mqtt", a.mqtt_host, a.mqtt_port, 1
+        # a spool of this run's own: one left by an earlier run would replay its messages into our count
+        cfg.spool.path = str(ctx.workdir / f"spool-{threads}-{time.monotonic_ns()}.sqlite")
     else:
         cfg.sink = "stdout"
     return cfg
