@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -91,6 +91,9 @@ def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: 
     else:
         cfg.sink = "stdout"
     return cfg
+
+
+DELIVERY_WAIT_S: Final = 10.0  # the longest the probe waits for deliveries after the last acknowledgement
 
 
 class DeliveryProbe:
@@ -195,7 +198,12 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
             agent.stop()
         devnull.close()
         if probe is not None:
-            time.sleep(0.2)
+            # the broker acknowledged every prediction; its deliveries to our subscriber may lag
+            # behind on a loaded machine: wait for them (bounded) rather than a fixed moment
+            published = agent.stats.published if agent is not None else 0
+            deadline = time.monotonic() + DELIVERY_WAIT_S
+            while probe.received < published and time.monotonic() < deadline:
+                time.sleep(0.05)
             probe.close()
     marks = hook.marks
     frames = rec.frames[a.warmup:]
