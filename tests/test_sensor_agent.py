@@ -21,6 +21,7 @@ from edge_agent.hub import discovery_messages
 from edge_agent.manifest import ImageInput
 from edge_agent.preprocess import series
 from edge_agent.sources.series_factory import make_series_source
+from edge_agent.tasks import default_model
 from tests import ha_schema
 from tests.sensor_helpers import (
     IMU,
@@ -279,15 +280,14 @@ def test_an_anomaly_model_keeps_its_calibrated_threshold_under_remote_control(mo
     assert pub.messages and all(p["threshold"] == 0.5 for _, p in pub.messages)
 
 
-def test_the_sensor_bench_times_every_window_of_the_shipped_models() -> None:
-    import importlib.util
+def test_the_sensor_bench_times_every_window_of_the_shipped_models(tmp_path: Path) -> None:
+    from edge_agent.bench import cli
 
-    spec = importlib.util.spec_from_file_location("bench_sensor", Path(__file__).parent.parent / "tools" /
-                                                  "bench_sensor.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    for task in ("activity", "intrusion"):
-        r = bench.bench(task, windows=40, chunk=10, threads=1)
+    models = [str(default_model(t)) for t in ("activity", "intrusion")]
+    report = cli.run(["sensor", "--model", models[0], "--model", models[1], "--runs", "40", "--chunk", "10",
+                      "--quiet", "--json", str(tmp_path / "sensor.json")])
+    rows = report["results"]["sensor"]
+    assert [r["model"] for r in rows] == ["activity", "intrusion"]
+    for r in rows:
         assert r["windows"] == 41  # every window of the pushed samples, none dropped
-        assert r["windows_per_s"] > 0 and r["infer_ms_p50"] > 0
+        assert r["windows_per_s"] > 0 and r["stages"]["infer"]["n"] == 41 and r["stages"]["infer"]["p50"] > 0

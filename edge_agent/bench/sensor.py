@@ -1,32 +1,29 @@
-"""Windows per second and time per stage of a sensor model, through the sensor agent itself.
+"""``sensor``: windows per second and time per stage of a sensor model, through the sensor agent.
 
 Samples are pushed through the agent's own front end (``Resampler`` → ``Windower``, in pushes of
 ``--chunk`` samples, as a serial line or MQTT delivers them), then each window through
-``SensorAgent.process`` with a stage hook (``infer``: scaling, quantization and the interpreter;
+``SensorAgent.process`` with the stage hook (``infer``: scaling, quantization and the interpreter;
 ``done``: latency from the sample that completed the window to its publish decision, including
-the wait behind the other windows of the same push). No broker: a publisher that keeps
-nothing. The machine's load is printed with the figures; on a shared machine they are a floor.
+the wait behind the other windows of the same push). No broker: a publisher that keeps nothing.
 
-    python tools/bench_sensor.py [--tasks activity,machine] [--windows 2000] [--chunk 10] [--threads 1]
+    python tools/bench.py sensor --model models/activity.tflite [--model models/machine.tflite] [--runs 2000]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import threading
 import time
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_agent import manifest
-from edge_agent.agents import sensor
-from edge_agent.config import Config
-from edge_agent.sources.series import Samples
-from edge_agent.tasks import TASKS, default_model
+from .. import manifest
+from ..agents import sensor
+from ..config import Config
+from ..sources.series import Samples
+from ..tasks import TASKS
+from .common import Context, summarize, thread_counts
 
 
 class Nothing:
@@ -51,11 +48,11 @@ class Pushed:
     live = True
     name = "bench"
     overflows = 0
-    error = None
     ended = False
     bad_records = 0
 
     def __init__(self, t: np.ndarray, x: np.ndarray, chunk: int) -> None:
+        self.error: str | None = None
         self.t, self.x, self.chunk, self.i = t, x, chunk, 0
 
     def open(self) -> None:
@@ -86,13 +83,14 @@ class Hook:
         self.total.append(latency_ms)
 
 
-def bench(task: str, windows: int, chunk: int, threads: int) -> dict[str, float]:
-    path = default_model(task)
-    assert path is not None
-    cfg = Config(task=task, device_id="bench")
+def bench_series(path: Path, windows: int, chunk: int, threads: int) -> dict[str, Any]:
+    """``windows`` windows of synthetic samples (the manifest's own scaling: realistic ranges) in
+    pushes of ``chunk`` samples, through the sensor agent's front end and ``process``."""
+    m = manifest.load(path.with_suffix(".json"))
+    cfg = Config(task=m.task if m.task in TASKS else "custom", device_id="bench")
     cfg.model.threads = threads
     cfg.postprocess.threshold = 0.0
-    model = sensor.load(path, manifest.load(path.with_suffix(".json")), cfg)
+    model = sensor.load(path, m, cfg)
     spec = model.spec
     n = spec.stride * windows + spec.window
     rate = spec.rate_hz or 1.0
@@ -114,27 +112,15 @@ def bench(task: str, windows: int, chunk: int, threads: int) -> dict[str, float]
     wall = time.perf_counter() - start
     agent.stop()
     done = agent.inferences
-    return {"windows": done, "windows_per_s": done / wall, "front_end_ms": 1000 * front / max(done, 1),
-            "infer_ms_p50": statistics.median(hook.infer), "window_ms_p50": statistics.median(hook.total)}
+    return {"model": m.name, "threads": threads, "chunk": chunk, "windows": done,
+            "windows_per_s": round(done / wall, 3) if wall > 0 else 0.0,
+            "front_end_ms": round(1000 * front / max(done, 1), 4),
+            "stages": {"infer": summarize(hook.infer)}, "latency_ms": summarize(hook.total)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Windows per second and time per stage of the sensor models.")
-    p.add_argument("--tasks", default=",".join(k for k, v in TASKS.items() if v.kind == "series"))
-    p.add_argument("--windows", type=int, default=2000)
-    p.add_argument("--chunk", type=int, default=10, help="samples per push (a serial line or MQTT message)")
-    p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args(argv)
-    load = os.getloadavg()[0]
-    print(f"load average {load:.1f} on {os.cpu_count()} cores; {a.chunk}-sample pushes; {a.threads} thread(s)")
-    print("| model | windows/s | front end per window (ms) | infer p50 (ms) | latency p50 (ms) |")
-    print("|---|---:|---:|---:|---:|")
-    for task in a.tasks.split(","):
-        r = bench(task, a.windows, a.chunk, a.threads)
-        print(f"| {task} | {r['windows_per_s']:,.0f} | {r['front_end_ms']:.3f} | {r['infer_ms_p50']:.3f} | "
-              f"{r['window_ms_p50']:.3f} |")
-    return 0
+def mode_sensor(ctx: Context) -> dict[str, Any]:
+    """Every ``--model`` (sensor models) at every ``--threads``, ``--runs`` windows each."""
+    a = ctx.args
+    return {"sensor": [bench_series(Path(m), a.runs, a.chunk, t) for m in a.model for t in thread_counts(ctx)]}
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
