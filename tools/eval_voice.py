@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_agent import manifest as manifest_mod
-from edge_agent.convert import voice as train_mod
+from edge_agent.convert.voice import data as train_data
 from edge_agent.preprocess.audio import SAMPLE_RATE_HZ
 from edge_agent.sources.wav import read_wav, write_wav
 from edge_agent.voice.recognizer import NOT_COMMANDS, Recognizer, RecognizerSettings
@@ -186,10 +186,10 @@ def score_commands(events: list[tuple[str, float]], marks: list[tuple[str, float
 
 
 def clip_accuracy(model: VoiceModel, data: Path) -> dict[str, Any]:
-    corpus = train_mod.scan(data)
+    corpus = train_data.scan(data)
     rng = np.random.default_rng(0)
-    noise = train_mod.load_noise(corpus.noise, model.spec)
-    x, y, _ = train_mod.build_split(corpus, "testing", model.spec, noise, rng, 0)
+    noise = train_data.load_noise(corpus.noise, model.spec)
+    x, y, _ = train_data.build_split(corpus, "testing", model.spec, noise, rng, 0)
     spotter = KeywordSpotter(model)
     pred = np.array([int(np.argmax(spotter.scores(c))) for c in x])
     return {"n": len(y), "top1": round(float((pred == y).mean()), 4)}
