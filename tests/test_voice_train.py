@@ -14,6 +14,9 @@ from edge_agent.convert.voice import augment, data, train
 from edge_agent.errors import ConfigError
 from edge_agent.sources.wav import write_wav
 from edge_agent.voice.spotter import load_voice_model
+from tests.voice_helpers import tone_model, tone_word
+
+__all__ = ["tone_model"]  # the session fixture, imported for the enrollment test
 
 WORDS = {"yes": 300.0, "no": 500.0, "on": 700.0, "off": 900.0, "stop": 1100.0, "tree": 1300.0}
 
@@ -98,3 +101,64 @@ def test_mel_warp_moves_a_formant_up_or_down_and_leaves_alpha_one_alone() -> Non
     assert int(np.argmax(augment.warp(f, 1.1)[0])) == 22  # a shorter vocal tract: formants higher
     assert int(np.argmax(augment.warp(f, 0.9)[0])) == 18
     assert augment.warp(f, 1.12).shape == f.shape
+
+
+def enrollment_folder(root: Path, per_command: int = 3) -> Path:
+    """A user's folder: a few recordings per command (tone words, each a little detuned and at its
+    own level), one other word, and the room's sound."""
+    rng = np.random.default_rng(1)
+    for word in ("yes", "no", "on", "off", "stop", "tree"):
+        (root / word).mkdir(parents=True)
+        for i in range(per_command):
+            x = np.zeros(16_000, np.float32)
+            tone = tone_word(word, amplitude=float(rng.uniform(0.1, 0.4)))
+            start = int(rng.integers(0, 16_000 - len(tone)))
+            x[start: start + len(tone)] = tone
+            write_wav(root / word / f"me_nohash_{i}.wav", x + rng.normal(0, 0.003, 16_000).astype(np.float32), 16_000)
+    (root / "_background_noise_").mkdir()
+    write_wav(root / "_background_noise_" / "room.wav", rng.normal(0, 0.01, 30 * 16_000).astype(np.float32), 16_000)
+    return root
+
+
+@pytest.mark.slow
+def test_enroll_fine_tunes_the_head_and_keeps_full_int8_the_manifest_and_a_tuned_threshold(
+        tmp_path: Path, tone_model: Path) -> None:
+    """On the fixed tone model (not a quality test): enroll writes a full-int8 model the agent
+    loads, with the base model's front end, a threshold chosen on the room's sound, and a record
+    of what it learnt from; the float model it started from is untouched."""
+    from edge_agent.convert.voice import enroll
+
+    folder = enrollment_folder(tmp_path / "me")
+    out = tmp_path / "mine" / "voice.tflite"
+    before = tone_model.with_suffix(".keras").read_bytes()
+    code = convert_main(["enroll", "--model", str(tone_model), "--data", str(folder), "--out", str(out),
+                         "--epochs", "2", "--copies", "2", "--json"])
+    assert code == 0
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    base = json.loads(tone_model.with_suffix(".json").read_text())
+    assert manifest["input"] == base["input"] and manifest["labels"] == base["labels"]
+    assert manifest["output"] == "logits" and manifest["recognizer"]["threshold"] in enroll.THRESHOLDS
+    assert manifest["recognizer"]["threshold"] >= enroll.THRESHOLD_FLOOR
+    prov = manifest["provenance"]
+    assert prov["base_sha256"] == base["sha256"] and prov["recordings"]["yes"] == 3 and prov["recordings"]["tree"] == 3
+    assert prov["threshold_tuning"]["room_minutes"] == pytest.approx(0.5)
+    assert prov["threshold_tuning"]["allowed_false_accepts"] == 0  # 30 s of room: none allowed at 2 per hour
+    model = load_voice_model(out)
+    assert model.engine.input_dtype == np.int8 and model.settings.threshold == manifest["recognizer"]["threshold"]
+    assert out.with_suffix(".keras").is_file() and tone_model.with_suffix(".keras").read_bytes() == before
+
+
+def test_enroll_refuses_a_model_without_its_float_model_and_a_folder_without_a_command(
+        tmp_path: Path, tone_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lone = tmp_path / "lone.tflite"
+    lone.write_bytes(tone_model.read_bytes())
+    lone.with_suffix(".json").write_text(tone_model.with_suffix(".json").read_text())
+    folder = enrollment_folder(tmp_path / "me", per_command=1)
+    out = str(tmp_path / "o.tflite")
+    assert convert_main(["enroll", "--model", str(lone), "--data", str(folder), "--out", out]) == 2
+    assert "no float model lone.keras" in capsys.readouterr().err
+    for f in (folder / "off").iterdir():
+        f.unlink()
+    assert convert_main(["enroll", "--model", str(tone_model), "--data", str(folder), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "no recordings of off" in err and len(err.strip().splitlines()) == 1

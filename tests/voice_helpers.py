@@ -139,6 +139,7 @@ def build_tone_model(path: Path) -> Path:
     _, int8_bytes, _ = convert(model, spec.shape, calib)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(int8_bytes)
+    model.save(path.with_suffix(".keras"))  # what enroll fine-tunes
     manifest = manifest_mod.Manifest(
         name="tone", task="voice", labels=TONE_LABELS, sha256=manifest_mod.sha256_file(path),
         model_file=path.name, audio={k: v for k, v in spec.to_json().items() if k != "kind"},
