@@ -250,7 +250,20 @@ def engine_streams(cache: Path, engine: voice_engines.Engine, minutes: float,
     fa = build_stream(f"{engine.name}_others_{minutes:g}min", words, rng, cache, (0.3, 1.5),
                       noise_only_s=minutes * 60 / 2 / len(gen.NOISE_KINDS), speak=engine.synth,
                       babble_voices=BABBLE_VOICES)
-    return cmd, [v for _, v in commands], fa
+    return cmd, [v for _, v in commands], at_least(fa, minutes, cache)
+
+
+def at_least(stream: Stream, minutes: float, cache: Path) -> Stream:
+    """``stream`` topped up to ``minutes`` with a TV in the room (talk and music, espeak-ng talkers)
+    when its words came out shorter than planned (an engine speaks faster than espeak-ng)."""
+    missing = minutes * 60 - stream.seconds
+    if missing <= 0:
+        return stream
+    wav = cache / f"{stream.name}_topped.wav"
+    if not wav.exists():
+        tv = gen.make_noise("tv", missing + 1.0, np.random.default_rng(9), BABBLE_VOICES)
+        write_wav(wav, np.concatenate([stream.audio, 0.05 * tv]), SAMPLE_RATE_HZ)
+    return Stream(f"{stream.name}_topped", read_wav(wav)[0], stream.marks)
 
 
 def condition(stream: Stream, kind: str, cache: Path) -> Stream:
@@ -474,6 +487,31 @@ def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str)
     return "\n".join(lines) + "\n"
 
 
+# Commands inside speech: each phrase holds one command word (the last element), said as a whole.
+PHRASES: Final = (("turn it on please", "on"), ("switch the light off", "off"), ("please stop the music", "stop"),
+                  ("yes I think so", "yes"), ("no not now", "no"), ("can you turn it off", "off"),
+                  ("oh yes please", "yes"), ("stop it", "stop"), ("turn on the radio", "on"),
+                  ("I said no", "no"))
+
+
+def phrase_figures(model: VoiceModel, cache: Path, seed: int = 404) -> dict[str, Any]:
+    """Each phrase by each measured voice, one after another with 2-3 s gaps: how often the
+    phrase's command is announced, another command is, or nothing is (at the model's setting)."""
+    rng = np.random.default_rng(seed)
+    voices = [gen.voice_id(a, v) for a in gen.ACCENTS[:4] for v in MEASURE_VARIANTS]
+    said = [(text, v) for text, _ in PHRASES for v in voices]
+    rng.shuffle(said)
+    stream = build_stream("phrases", said, rng, cache, (2.0, 3.0))
+    command_of = dict(PHRASES)
+    events = recognize(model.labels, model.settings, *posteriors(model, stream, cache)[:2])
+    counts = {"its_command": 0, "other_command": 0, "nothing": 0, "more_than_one_event": 0}
+    for text, start, end in stream.marks:
+        got = [label for label, t in events if start * 1000 <= t <= end * 1000 + MATCH_AFTER_END_MS]
+        counts["more_than_one_event"] += len(got) > 1
+        counts["its_command" if command_of[text] in got else "other_command" if got else "nothing"] += 1
+    return {"phrases": len(stream.marks), **counts}
+
+
 def trained_engines(data: Path) -> list[str]:
     """The engines the data folder's clips came from (voices.json ``engines``; espeak-ng before it said)."""
     path = data / "voices.json"
@@ -497,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "$EDGE_AGENT_PIPER_PYTHON, else this one)")
     p.add_argument("--engine-minutes", type=float, default=LOEO_MINUTES,
                    help="minutes of other words, babble and noise in each other engine's voices")
+    p.add_argument("--phrases", action="store_true", help="also measure commands said inside phrases "
+                   "(\"turn it on please\")")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--card", type=Path, help="write the measured part of the model card (markdown) here")
     a = p.parse_args(argv)
@@ -545,6 +585,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         block["left_out"] = name not in trained
         figures["engines"][name] = block
         print(f"{name}: {json.dumps(block)}", file=sys.stderr)
+    if a.phrases:
+        figures["phrases"] = phrase_figures(model, cache)
     figures["detection_latency_p90_ms_incl_compute"] = round(
         result["latency_ms"]["p90"] + figures["speed"]["ms_per_hop"], 1)
     text = json.dumps(figures, indent=2)
