@@ -131,8 +131,10 @@ def test_enroll_fine_tunes_the_head_and_keeps_full_int8_the_manifest_and_a_tuned
     folder = enrollment_folder(tmp_path / "me")
     out = tmp_path / "mine" / "voice.tflite"
     before = tone_model.with_suffix(".keras").read_bytes()
+    base_data = make_folder(tmp_path / "base")  # other voices to replay (the base model's kind of data)
     code = convert_main(["enroll", "--model", str(tone_model), "--data", str(folder), "--out", str(out),
-                         "--epochs", "2", "--copies", "2", "--json"])
+                         "--epochs", "2", "--copies", "2", "--replay", str(base_data), "--replay-clips", "10",
+                         "--json"])
     assert code == 0
     manifest = json.loads(out.with_suffix(".json").read_text())
     base = json.loads(tone_model.with_suffix(".json").read_text())
@@ -141,6 +143,7 @@ def test_enroll_fine_tunes_the_head_and_keeps_full_int8_the_manifest_and_a_tuned
     assert manifest["recognizer"]["threshold"] >= enroll.THRESHOLD_FLOOR
     prov = manifest["provenance"]
     assert prov["base_sha256"] == base["sha256"] and prov["recordings"]["yes"] == 3 and prov["recordings"]["tree"] == 3
+    assert prov["replay"] == str(base_data) and prov["replay_clips"] == 10
     assert prov["threshold_tuning"]["room_minutes"] == pytest.approx(0.5)
     assert prov["threshold_tuning"]["allowed_false_accepts"] == 0  # 30 s of room: none allowed at 2 per hour
     model = load_voice_model(out)

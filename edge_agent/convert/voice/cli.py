@@ -73,6 +73,9 @@ def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     p.add_argument("--max-fa-per-hour", type=float, default=enroll.DEFAULT_MAX_FA_PER_HOUR,
                    help="threshold re-tuning: the lowest threshold with at most this many false accepts per hour "
                         "on the room's sound")
+    p.add_argument("--replay", type=Path, help="a Speech Commands folder of other voices (the base model's data): "
+                   "some of its training clips are mixed in so the model does not forget them")
+    p.add_argument("--replay-clips", type=int, default=enroll.DEFAULT_REPLAY_CLIPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="model name in the manifest (default: the file's stem)")
     common(p)
@@ -84,5 +87,5 @@ def cmd_enroll(a: argparse.Namespace, command: str) -> Result:
 
     o = enroll.Options(model=a.model, data=a.data, out=a.out, epochs=a.epochs, lr=a.lr,
                        train_layers=a.train_layers, copies=a.copies, max_fa_per_hour=a.max_fa_per_hour,
-                       seed=a.seed, name=a.name, command=command)
+                       seed=a.seed, name=a.name, command=command, replay=a.replay, replay_clips=a.replay_clips)
     return enroll.enroll(o), enroll.format_text

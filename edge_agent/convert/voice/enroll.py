@@ -34,7 +34,7 @@ from ...manifest import load as load_manifest
 from ...manifest import manifest_path_for
 from ...preprocess.audio import AudioSpec
 from ...voice.recognizer import NOT_COMMANDS, SILENCE, UNKNOWN, Recognizer, RecognizerSettings
-from .data import NOISE_DIR, augment, load_clip, load_noise, raw_features, silence
+from .data import NOISE_DIR, augment, load_clip, load_noise, raw_features, scan, silence
 from .train import class_weights, feature_augment, finish, utc_now
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ DEFAULT_MAX_FA_PER_HOUR: Final = 2.0
 THRESHOLD_FLOOR: Final = 0.9  # never below: a few minutes of room sound cannot vouch for a lower one
 THRESHOLDS: Final = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998)
 BATCH: Final = 32
+DEFAULT_REPLAY_CLIPS: Final = 2000  # of --replay: enough other voices that the head does not forget them
 
 
 @dataclasses.dataclass
@@ -62,6 +63,8 @@ class Options:
     seed: int = 0
     name: str | None = None
     command: str = ""
+    replay: Path | None = None  # a Speech Commands folder (the base model's data): clips mixed in as they are
+    replay_clips: int = DEFAULT_REPLAY_CLIPS
 
 
 def read_folder(root: Path, commands: tuple[str, ...]) -> tuple[dict[str, list[Path]], list[Path], set[str]]:
@@ -167,6 +170,14 @@ def enroll(o: Options) -> dict[str, Any]:
                     xs.append(clip if k == 0 else augment(clip, room, rng, raw_spec))
                     ys.append(label)
                     augmented.append(k > 0)
+    if o.replay is not None:  # the base model's own kind of data, so fine-tuning does not forget other voices
+        corpus = scan(o.replay, commands)
+        pool = corpus.clips["train"]
+        for i in rng.permutation(len(pool))[: o.replay_clips]:
+            other = pool[int(i)]
+            xs.append(load_clip(other.path, raw_spec))
+            ys.append(index.get(other.word, index[UNKNOWN]))
+            augmented.append(False)
     n_silence = max(1, sum(1 for y in ys if y == index[commands[0]]))
     for _ in range(n_silence):
         xs.append(silence(room, rng, raw_spec))
@@ -207,6 +218,7 @@ def enroll(o: Options) -> dict[str, Any]:
         "base_sha256": base_manifest.sha256, "recordings": {w: len(p) for w, p in words.items()},
         "held_out": len(held), "measured_on": "testing_list.txt" if held else "the enrollment recordings (seen)",
         "train_layers": o.train_layers, "copies": o.copies, "epochs": o.epochs, "lr": o.lr,
+        "replay": str(o.replay) if o.replay else None, "replay_clips": o.replay_clips if o.replay else 0,
         "seed": o.seed, "fit_seconds": round(fit_s, 1), "keras_model": o.out.with_suffix(".keras").name,
         "arch": base_manifest.provenance.get("arch"), "io_type": "int8",
     }
