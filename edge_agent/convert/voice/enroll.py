@@ -10,7 +10,9 @@ Fine-tunes the last ``--train-layers`` weighted layers of the float Keras model 
 BatchNorm statistics too), on: each recording and ``--copies`` augmented copies (the same speaker,
 room and microphone chain as training), the recordings played backwards as ``_unknown_`` (the
 user's own voice and room saying no command: the negatives a few recordings can give), the user's
-other words, and ``_silence_`` cut from the room's sound. The front end (mean, std) is the base
+other words, ``_silence_`` cut from the room's sound and, with ``--replay DIR``, clips of the base
+model's own training data (other voices, as they are: without them a head tuned on one voice
+moves the boundary for every voice). The front end (mean, std) is the base
 model's: the frozen layers expect it. Then full int8 as in ``train-voice`` (same converter, same
 checks), the manifest, and the threshold re-tuned (:func:`retune`): the lowest on a fixed grid at or
 above :data:`THRESHOLD_FLOOR` that keeps false accepts on the room's sound within
