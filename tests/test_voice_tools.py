@@ -97,3 +97,61 @@ def test_tuning_and_measuring_listen_to_different_unheard_voices() -> None:
     assert tune | measure == set(gen.TEST_VARIANTS)
     assert not (tune | measure) & {*gen.TRAIN_VARIANTS, *gen.VAL_VARIANTS}
     assert HELD_OUT_VOICE.split("+")[1] in measure
+
+
+def test_a_synthetic_room_rings_for_its_rt60_and_keeps_the_level() -> None:
+    """Schroeder's backward integration of the impulse response after its first 50 ms (the direct
+    sound and early reflections): the -5 to -25 dB decay, times 3, is the RT60 asked for (within
+    10 %); reverberant speech is no louder than dry speech."""
+    from edge_agent.convert.voice import augment
+
+    for rt60 in (0.3, 0.6, 0.8):
+        h = augment.room_impulse(np.random.default_rng(1), rt60, drr_db=0.0).astype(np.float64)[800:]
+        edc = 10 * np.log10(np.cumsum((h**2)[::-1])[::-1] / np.sum(h**2))
+        t5, t25 = np.argmax(edc <= -5) / 16_000, np.argmax(edc <= -25) / 16_000
+        assert 3 * (t25 - t5) == pytest.approx(rt60, rel=0.1), (rt60, 3 * (t25 - t5))
+    x = np.random.default_rng(0).normal(0, 0.1, 16_000).astype(np.float32)
+    y = augment.reverb(x, augment.room_impulse(np.random.default_rng(2), 0.6))
+    assert len(y) == len(x) and np.abs(y).max() == pytest.approx(np.abs(x).max(), rel=1e-5)
+
+
+def test_background_is_mixed_at_the_snr_asked_for_and_speed_changes_length_and_pitch() -> None:
+    from edge_agent.convert.voice import augment
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000) / 16_000
+    speech = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    noise = rng.normal(0, 1, 16_000).astype(np.float32)
+    for snr in (5.0, 10.0, 30.0):
+        mixed = augment.mix_at_snr(speech, noise, snr)
+        got = 10 * np.log10(np.mean(speech**2) / np.mean((mixed - speech) ** 2))
+        assert got == pytest.approx(snr, abs=0.3)  # speech level: its active samples (>5 % of the peak)
+    fast = augment.speed(speech, 1.1)
+    assert len(fast) == round(16_000 / 1.1)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(fast))) * 16_000 / len(fast)
+    assert peak_hz == pytest.approx(484, abs=3)  # 440 Hz x 1.1: pitch and formants move together
+    chain = augment.draw(np.random.default_rng(3))
+    out = augment.apply(speech, chain, np.random.default_rng(4), [noise])
+    assert out.shape == speech.shape and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+
+
+def test_reserved_engines_are_refused_and_each_clip_records_its_engine_and_voice(tmp_path: Path) -> None:
+    """flite and festival are kept for independent evaluation: the data tools refuse them by name.
+    The generator writes clips.tsv: every clip's engine and voice."""
+    need_espeak()
+    from tools import voice_engines
+
+    for name in ("flite", "festival"):
+        with pytest.raises(ValueError, match="reserved"):
+            voice_engines.get(name)
+        with pytest.raises(SystemExit):
+            gen.main([str(tmp_path / name), "--engines", f"espeak,{name}"])
+    out = tmp_path / "d"
+    assert gen.main([str(out), "--accents", "1", "--random-variants", "0", "--per-word", "1", "--others-per-voice",
+                     "0", "--held-out-others", "0", "--noise-seconds", "2", "--jobs", "1"]) == 0
+    rows = [line.split("\t") for line in (out / "clips.tsv").read_text().splitlines()]
+    assert rows[0] == ["path", "engine", "voice", "split"] and len(rows) > 1
+    for path, engine, voice, split in rows[1:]:
+        assert (out / path).is_file() and engine == "espeak" and voice.startswith("en+")
+        assert split in ("train", "validation", "testing")
+    assert json.loads((out / "voices.json").read_text())["engines"] == ["espeak"]

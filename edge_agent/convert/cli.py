@@ -1,4 +1,4 @@
-"""``edge-agent-convert``: train, quantize, evaluate, describe, edgetpu, logits, ensemble.
+"""``edge-agent-convert``: train, quantize, evaluate, describe, edgetpu, logits, ensemble, train-voice, enroll.
 
 Every user mistake is an :class:`~edge_agent.errors.EdgeAgentError` and becomes ONE line,
 ``edge-agent-convert: error: <why>``, with exit status 2 (argparse's own usage errors use the
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EdgeAgentError, ExitCode
+from .voice import cli as voice_cli
 
 PROG = "edge-agent-convert"
 logger = logging.getLogger(__name__)
@@ -67,9 +68,6 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Train, quantize (full int8), check and describe MobileNet "
                                 "image classifiers for edge-agent.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # handled before parsing (its own parser in convert/voice.py); listed here for --help
-    sub.add_parser("train-voice", add_help=False,
-                   help="Speech Commands folder → full-int8 keyword model + manifest + report")
 
     t = sub.add_parser("train", help="image folder (one sub-folder per class) → Keras model")
     t.add_argument("data", type=Path, help="folder with one sub-folder of images per class")
@@ -147,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     en.add_argument("--name", help="model name in the manifest (default: the file's stem)")
     _common(en)
     _series_parser(sub)
+    voice_cli.add_train_voice(sub, _common)
+    voice_cli.add_enroll(sub, _common)
     return p
 
 
@@ -265,6 +265,14 @@ def cmd_train_series(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[s
     return series.run(o), series.format_text
 
 
+def cmd_train_voice(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
+    return voice_cli.cmd_train_voice(a, _command_line(argv))
+
+
+def cmd_enroll(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
+    return voice_cli.cmd_enroll(a, _command_line(argv))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str, Any], Callable[[Any], str]]]] = {
     "train": cmd_train,
     "quantize": cmd_quantize,
@@ -274,17 +282,17 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str
     "logits": cmd_logits,
     "ensemble": cmd_ensemble,
     "train-series": cmd_train_series,
+    "train-voice": cmd_train_voice,
+    "enroll": cmd_enroll,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] == "train-voice":
-        from .voice import train_voice_main
-
-        return int(train_voice_main(args_list[1:]))
     a = parser().parse_args(args_list)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, stream=sys.stderr,
+    # commands that run for minutes (train-voice, enroll) say how far they are without -v
+    chatty = a.verbose or getattr(a, "progress", False)
+    logging.basicConfig(level=logging.INFO if chatty else logging.WARNING, stream=sys.stderr,
                         format=f"{PROG}: %(levelname)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

@@ -1,0 +1,91 @@
+"""Flags of ``train-voice`` and ``enroll``, registered in :data:`edge_agent.convert.cli.COMMANDS`
+like every subcommand. No heavy imports here: the command modules load when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Result = tuple[dict[str, Any], Callable[[Any], str]]
+
+
+def _commands(text: str) -> tuple[str, ...]:
+    words = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not words:
+        raise argparse.ArgumentTypeError("give at least one command word")
+    return words
+
+
+def add_train_voice(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    from .data import COMMANDS
+    from .model import DEFAULT_BLOCKS, DEFAULT_WIDTH
+    from .train import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR, UNKNOWN_WEIGHT_SHARE
+
+    p = sub.add_parser("train-voice", help="Speech Commands folder → full-int8 keyword model + manifest + report",
+                       description="Train a keyword-spotting model on a folder in the Speech Commands layout and "
+                                   "quantize it to full int8.")
+    p.add_argument("--data", type=Path, required=True, help="folder: yes/*.wav ... _background_noise_/*.wav")
+    p.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest, report and the float "
+                   ".keras model beside it)")
+    p.add_argument("--commands", type=_commands, default=COMMANDS, help="comma-separated command words")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--lr", type=float, default=DEFAULT_LR)
+    p.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="channels of the separable blocks")
+    p.add_argument("--blocks", type=int, default=DEFAULT_BLOCKS, help="depthwise-separable blocks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unknown-weight", type=float, default=UNKNOWN_WEIGHT_SHARE,
+                   help="_unknown_'s total loss weight in commands' worth: higher means fewer false accepts and "
+                        "more missed commands")
+    p.add_argument("--name", help="model name in the manifest (default: the file's stem)")
+    common(p)
+    p.set_defaults(progress=True)
+
+
+def cmd_train_voice(a: argparse.Namespace, command: str) -> Result:
+    from . import train
+
+    o = train.Options(data=a.data, out=a.out, commands=a.commands, epochs=a.epochs, batch=a.batch, lr=a.lr,
+                      width=a.width, blocks=a.blocks, seed=a.seed, unknown_weight=a.unknown_weight, name=a.name,
+                      command=command)
+    return train.train(o), train.format_text
+
+
+def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    from . import enroll
+
+    p = sub.add_parser("enroll", help="your own recordings + room sound → the voice model fine-tuned for you",
+                       description="Fine-tune a keyword model's last layers on a few recordings per command (a "
+                                   "folder in the Speech Commands layout) and the room's own sound; keep full "
+                                   "int8 and the manifest, and re-tune the threshold.")
+    p.add_argument("--model", type=Path, required=True, help="the .tflite to start from; its float model "
+                   "(<stem>.keras, written by train-voice) must be beside it")
+    p.add_argument("--data", type=Path, required=True, help="folder: yes/*.wav ... (3-10 each), optional other "
+                   "words in their own folders, and _background_noise_/*.wav: the room's sound")
+    p.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest, report and .keras beside)")
+    p.add_argument("--epochs", type=int, default=enroll.DEFAULT_EPOCHS)
+    p.add_argument("--lr", type=float, default=enroll.DEFAULT_LR)
+    p.add_argument("--train-layers", type=int, default=enroll.DEFAULT_TRAIN_LAYERS,
+                   help="trainable layers from the end (the dense head is 1)")
+    p.add_argument("--copies", type=int, default=enroll.DEFAULT_COPIES, help="augmented copies of each recording")
+    p.add_argument("--max-fa-per-hour", type=float, default=enroll.DEFAULT_MAX_FA_PER_HOUR,
+                   help="threshold re-tuning: the lowest threshold with at most this many false accepts per hour "
+                        "on the room's sound")
+    p.add_argument("--replay", type=Path, help="a Speech Commands folder of other voices (the base model's data): "
+                   "some of its training clips are mixed in so the model does not forget them")
+    p.add_argument("--replay-clips", type=int, default=enroll.DEFAULT_REPLAY_CLIPS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="model name in the manifest (default: the file's stem)")
+    common(p)
+    p.set_defaults(progress=True)
+
+
+def cmd_enroll(a: argparse.Namespace, command: str) -> Result:
+    from . import enroll
+
+    o = enroll.Options(model=a.model, data=a.data, out=a.out, epochs=a.epochs, lr=a.lr,
+                       train_layers=a.train_layers, copies=a.copies, max_fa_per_hour=a.max_fa_per_hour,
+                       seed=a.seed, name=a.name, command=command, replay=a.replay, replay_clips=a.replay_clips)
+    return enroll.enroll(o), enroll.format_text
