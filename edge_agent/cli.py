@@ -29,7 +29,7 @@ FLAG_FIELDS = {
     "width": "source.width", "height": "source.height", "fps": "source.fps",
     "threshold": "postprocess.threshold", "top_k": "postprocess.top_k", "smoothing": "postprocess.smoothing",
     "max_rate": "postprocess.max_rate", "on_change": "postprocess.on_change",
-    "hysteresis": "postprocess.hysteresis",
+    "hysteresis": "postprocess.hysteresis", "heartbeat": "postprocess.heartbeat_s",
     "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "mqtt_username": "mqtt.username",
     "mqtt_password_file": "mqtt.password_file", "client_id": "mqtt.client_id", "topic_prefix": "mqtt.topic_prefix",
     "qos": "mqtt.qos", "mqtt_protocol": "mqtt.protocol", "tls": "mqtt.tls", "ca": "mqtt.ca", "cert": "mqtt.cert",
@@ -82,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold", type=str, help="minimum score to publish (default 0.5)")
     g.add_argument("--top-k", type=str, help="labels in 'top' (default 3)")
     g.add_argument("--smoothing", type=str, help="average scores over the last N frames (default 1)")
-    g.add_argument("--max-rate", type=str, help="at most N messages per second (default 0: no limit)")
-    g.add_argument("--on-change", action="store_const", const=True, help="publish only when the label changes")
+    g.add_argument("--max-rate", type=str, help="at most N messages per second (default 2, 0: no limit)")
+    g.add_argument("--on-change", action="store_const", const=True,
+                   help="publish only when the label changes, plus the heartbeat (the default)")
+    g.add_argument("--no-on-change", dest="on_change", action="store_const", const=False,
+                   help="publish every confident frame (up to --max-rate)")
+    g.add_argument("--heartbeat", type=str,
+                   help="with --on-change, publish the current label again after N s without a message "
+                        "(default 60, 0: never)")
     g.add_argument("--hysteresis", type=str, help="with --on-change, margin a new label needs (default 0.1)")
     g = p.add_argument_group("MQTT (password: $EDGE_AGENT_MQTT_PASSWORD, --mqtt-password-file or systemd credentials)")
     g.add_argument("--mqtt-host", help="broker host (default localhost)")

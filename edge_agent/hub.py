@@ -33,6 +33,7 @@ from .publish.mqtt import MqttPublisher
 logger = logging.getLogger(__name__)
 
 MAX_CONTROL_BYTES: Final = 1024
+EXPIRE_HEARTBEATS: Final = 3  # expire_after = this many heartbeats without a message
 FAULT_OFF_DELAY_S: Final = 30  # the binary sensor falls back to "no fault" after this long without one
 ORIGIN: Final = {"name": "edge-agent", "sw_version": __version__,
                  "support_url": "https://github.com/edge-agent/edge-agent"}
@@ -61,6 +62,11 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
     common = {"availability": availability, "device": _device_block(device), "origin": ORIGIN,
               "qos": config.mqtt.qos}
     title = task.capitalize()
+    pp = config.postprocess
+    # With the heartbeat, a state older than three heartbeats is stale (the agent is gone or sees
+    # nothing confident): Home Assistant shows it unavailable instead of as current.
+    expiry = ({"expire_after": int(EXPIRE_HEARTBEATS * pp.heartbeat_s)} if pp.on_change and pp.heartbeat_s > 0
+              else {})
     messages: list[tuple[str, dict[str, Any]]] = []
     if task == "voice":
         topic = contract.device_topic(prefix, device, "voice/command")
@@ -76,9 +82,10 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
         "state_topic": state, "value_template": "{{ value_json.label }}",
         "json_attributes_topic": state,
-        "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top, "
-                                    "'seq': value_json.seq, 'frame_ts': value_json.frame_ts} | tojson }}",
-        "icon": ICONS.get(task, "mdi:eye"), **common}))
+        # no seq or frame_ts: they change on every message, and each distinct attributes set is a
+        # new row in Home Assistant's recorder
+        "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top} | tojson }}",
+        "icon": ICONS.get(task, "mdi:eye"), **expiry, **common}))
     if task == "road":
         faults = [label for label in labels if label != "normal"]
         messages.append((f"{disc}/binary_sensor/{device}/road_fault/config", {
@@ -258,6 +265,7 @@ class Hub:
         data.update({"ts": contract.iso_utc(time.time()), "uptime_s": round(time.monotonic() - self._started, 1),
                      "spool_depth": spool.depth(), "spool_dropped": spool.dropped,
                      "cpu_temp_c": cpu_temperature_c(), "commands_rejected": self.rejected})
+        data.update(self.publisher.metrics())
         return data
 
     def _metrics_loop(self) -> None:

@@ -55,6 +55,7 @@ def test_sigterm_mid_stream_exits_0_fast_and_loses_nothing(
 ) -> None:
     log = tmp_path / "agent.log"
     proc = _start(["--source", str(video), "--loop", "--model", str(int8_model), "--threshold", "0",
+                   "--no-on-change", "--max-rate", "0",
                    "--device-id", DEVICE, "--mqtt-host", broker.host, "--mqtt-port", str(broker.port),
                    "--qos", "1"], log)
     try:

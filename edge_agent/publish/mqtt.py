@@ -34,8 +34,9 @@ a false alarm; the warning says so).
 
 **Replay respects the present.** After a (re)connect, messages spooled before it (the backlog) go
 out behind the live ones, at most :data:`REPLAY_RATE_PER_S` a second, marked ``"replayed": true``
-when older than :data:`REPLAYED_AFTER_S`; once the backlog is drained the newest live message of
-each replayed topic is sent again, so a hub ends on the present state, not on history.
+(the backlog is what was made over :data:`REPLAYED_AFTER_S` before the connect); once the backlog
+is drained the newest live message of each replayed topic is sent again, so a hub ends on the
+present state, not on history.
 
 Known paho traps handled: an exception in a callback kills paho's network loop while
 ``is_connected()`` still says True, so every callback is guarded and our thread watches the
@@ -72,7 +73,10 @@ EARLY_ACK_TTL_S: Final = 5.0
 MAX_PAYLOAD_BYTES: Final = 64 * 1024  # a prediction is < 1 KiB; anything near this is a bug
 REPLAY_RATE_PER_S: Final = 50.0  # backlog messages a second, behind the live ones
 REPLAY_BURST: Final = WINDOW
-REPLAYED_AFTER_S: Final = 1.0  # a spooled message sent this much after it was made is marked replayed
+# At a (re)connect, what was made longer ago than this is the backlog (sent behind live messages,
+# marked replayed); anything newer, e.g. the first predictions while the first connect is under
+# way, is live and goes out in order.
+REPLAYED_AFTER_S: Final = 2.0
 ECHO_TIMEOUT_S: Final = 10.0  # 3.1.1: our own message must come back within this long
 STUCK_S: Final = 60.0  # connected, yet the oldest message in flight is unacknowledged this long: unhealthy
 THREAD_RESTARTS: Final = 5  # a thread failing this often within THREAD_RESTART_WINDOW_S is fatal
@@ -440,7 +444,7 @@ class MqttPublisher:
         if client is None or not self.connected:
             return False
         payload = message.payload
-        if backlog and time.time() - message.created > REPLAYED_AFTER_S:
+        if backlog:
             payload = contract.mark_replayed(payload)
         if self.echo == "pending" and not self._echo_subscribed:
             self._echo_subscribed = True
@@ -541,7 +545,7 @@ class MqttPublisher:
         with self._lock:  # a new session: resend everything not yet acknowledged, backlog behind live
             self._inflight.clear()
             self._early.clear()
-            self._backlog_end = self._spool.last_id()
+            self._backlog_end = self._spool.last_id_before(time.time() - REPLAYED_AFTER_S)
             self._backlog_cursor = 0
             self._live_cursor = self._backlog_end
             self._latest_live.clear()

@@ -94,6 +94,8 @@ class Spool(Protocol):
 
     def last_id(self) -> int: ...
 
+    def last_id_before(self, ts: float) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -283,6 +285,21 @@ class SqliteSpool:
     def last_id(self) -> int:
         with self._lock:
             return self._next - 1
+
+    def last_id_before(self, ts: float) -> int:
+        """The newest id made before wall-clock ``ts`` (0 when none): where a backlog ends."""
+        with self._lock:
+            for mid, message in reversed(self._mem.items()):
+                if message.created < ts:
+                    return mid
+            if self._db is not None and self._disk:
+                try:
+                    top = self._db.execute("SELECT MAX(id) FROM outbox WHERE created < ?", (ts,)).fetchone()[0]
+                except sqlite3.Error as e:
+                    self._disk_failed(e)
+                    return 0
+                return int(top) if isinstance(top, int) else 0
+            return 0
 
     def after(self, cursor: int, limit: int) -> list[Message]:
         """Up to ``limit`` messages with an id above ``cursor``, in id order: the file's (older)
