@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_CONTROL_BYTES: Final = 1024
 EXPIRE_HEARTBEATS: Final = 3  # expire_after = this many heartbeats without a message
 FAULT_OFF_DELAY_S: Final = 30  # the binary sensor falls back to "no fault" after this long without one
+DISCOVERY_SETTLE_S: Final = 2.0  # after discovery, the current state is sent again this much later
 ORIGIN: Final = {"name": "edge-agent", "sw_version": __version__,
                  "support_url": "https://github.com/edge-agent/edge-agent"}
 ICONS: Final = {"waste": "mdi:recycle", "road": "mdi:road-variant", "voice": "mdi:microphone",
@@ -229,16 +230,21 @@ class Hub:
         self.publisher.send_now(self.info_topic, json.dumps(self.info), qos=1, retain=True)
         self.send_discovery()
 
+    def _on_ha_status(self, topic: str, payload: bytes) -> None:
+        if payload.strip() == b"online":
+            logger.info("Home Assistant is online: re-sending discovery")
+            self.send_discovery()
+
     def send_discovery(self) -> None:
         for topic, payload in discovery_messages(self.config, self.labels):
             data = json.dumps(payload) if self.config.homeassistant.discovery else ""
             self.publisher.send_now(topic, data, qos=1, retain=True)
         self.discovery_sent += 1
-
-    def _on_ha_status(self, topic: str, payload: bytes) -> None:
-        if payload.strip() == b"online":
-            logger.info("Home Assistant is online: re-sending discovery")
-            self.send_discovery()
+        if self.config.homeassistant.discovery:
+            # Home Assistant subscribes to a new entity's state topic a moment after its config
+            # arrives; with on_change the next prediction may be a heartbeat away, so send the
+            # current state again once it listens.
+            self.publisher.resend_newest(DISCOVERY_SETTLE_S)
 
     def _reply(self, ok: bool, detail: str) -> None:
         self.publisher.send_now(self.result_topic, json.dumps({"ok": ok, "detail": detail,

@@ -145,6 +145,7 @@ class MqttPublisher:
         self._tokens = float(REPLAY_BURST)
         self._tokens_at = time.monotonic()
         self._latest_live: dict[str, Message] = {}  # per topic, sent while a backlog drained
+        self._newest: dict[str, Message] = {}  # per topic, the newest spooled message handed to paho
         self._replayed_topics: set[str] = set()
         self._fatal: str | None = None
         self._threads: list[threading.Thread] = []
@@ -425,6 +426,21 @@ class MqttPublisher:
             progressed = True
         return progressed
 
+    def resend_newest(self, delay_s: float) -> None:
+        """In ``delay_s``, send the newest live message of each topic again (outside the spool): for a
+        hub that has just subscribed (a first discovery, Home Assistant restarted) and would otherwise
+        wait for the next change or heartbeat to have a state."""
+
+        def send() -> None:
+            with self._lock:
+                newest = list(self._newest.values())
+            for message in newest:
+                self.send_now(message.topic, message.payload, message.qos, message.retain)
+
+        timer = threading.Timer(delay_s, send)
+        timer.daemon = True
+        timer.start()
+
     def _backlog_done(self, end: int) -> None:
         """The backlog is out: send the newest live message of each replayed topic again, so a hub's
         state is the present one, not the last replayed one."""
@@ -471,6 +487,7 @@ class MqttPublisher:
                 self._replayed_topics.add(message.topic)
             else:
                 self._live_cursor = message.id
+                self._newest[message.topic] = message
                 if self._backlog_cursor < self._backlog_end:
                     self._latest_live[message.topic] = message
             early = self._early.pop(info.mid, None)
