@@ -242,3 +242,45 @@ def test_a_network_camera_that_comes_up_late_is_waited_for(int8_model: Path) -> 
 def test_a_missing_local_camera_is_still_exit_2(int8_model: Path) -> None:
     result = run_agent(["--task", "custom", "--model", str(int8_model), "--camera", "/dev/video97"])
     assert result.returncode == 2, result.stderr
+
+
+class _BrokenSpool(SqliteSpool):
+    """A spool whose reads fail every time (as a bug would): the sender must not die silently."""
+
+    def after(self, cursor: int, limit: int) -> list:  # type: ignore[type-arg]
+        raise RuntimeError("spool read failed")
+
+
+def test_a_sender_that_keeps_failing_makes_the_publisher_fatal_not_silent(broker: Broker) -> None:
+    from edge_agent.config import MqttConfig
+    from edge_agent.publish.mqtt import THREAD_RESTARTS, MqttPublisher
+
+    publisher = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "broken", "custom",
+                              _BrokenSpool(None))
+    publisher.start()
+    try:
+        assert publisher.wait_connected(10)
+        publisher.publish("custom/prediction", {"label": "x"})
+        _wait(lambda: publisher.fatal is not None, 30 + THREAD_RESTARTS * 2, "the publisher to give up")
+        assert "mqtt-sender keeps failing" in str(publisher.fatal)
+        assert publisher.thread_restarts >= THREAD_RESTARTS
+        assert not publisher.healthy()
+    finally:
+        publisher.stop(0.5)
+
+
+def test_healthy_while_the_broker_is_away_because_the_spool_keeps_everything(tmp_path: Path) -> None:
+    from edge_agent.config import MqttConfig
+    from edge_agent.publish.mqtt import MqttPublisher
+
+    publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=free_port()), "away", "custom",
+                              SqliteSpool(tmp_path / "s.sqlite"))
+    publisher.start()
+    try:
+        publisher.publish("custom/prediction", {"label": "x"})
+        time.sleep(1.5)
+        assert publisher.healthy() and publisher.fatal is None
+        assert publisher.state.startswith("unreachable")
+        assert publisher.pending == 1
+    finally:
+        publisher.stop(0.5)
