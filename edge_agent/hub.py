@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CONTROL_BYTES: Final = 1024
 EXPIRE_HEARTBEATS: Final = 3  # expire_after = this many heartbeats without a message
-FAULT_OFF_DELAY_S: Final = 30  # the binary sensor falls back to "no fault" after this long without one
+FAULT_OFF_DELAY_S: Final = 30  # every-frame publishing: "no fault" after this long without a message
 DISCOVERY_SETTLE_S: Final = 2.0  # after discovery, the current state is sent again this much later
 ORIGIN: Final = {"name": "edge-agent", "sw_version": __version__,
                  "support_url": "https://github.com/edge-agent/edge-agent"}
@@ -89,11 +89,15 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
         "icon": ICONS.get(task, "mdi:eye"), **expiry, **common}))
     if task == "road":
         faults = [label for label in labels if label != "normal"]
+        # Off when a "normal" prediction comes. With on_change a persisting fault is re-sent only at
+        # the heartbeat, so an off_delay shorter than that would turn it off while it persists:
+        # then the state expires after three heartbeats without a message instead (unavailable).
+        fault_timeout = expiry if expiry else {"off_delay": FAULT_OFF_DELAY_S}
         messages.append((f"{disc}/binary_sensor/{device}/road_fault/config", {
             "name": "Road fault detected", "unique_id": f"edge_agent_{device}_road_fault",
             "state_topic": state, "device_class": "problem",
             "value_template": "{{ 'ON' if value_json.label in " + json.dumps(faults) + " else 'OFF' }}",
-            "payload_on": "ON", "payload_off": "OFF", "off_delay": FAULT_OFF_DELAY_S, **common}))
+            "payload_on": "ON", "payload_off": "OFF", **fault_timeout, **common}))
     return messages
 
 

@@ -120,3 +120,12 @@ def test_every_frame_is_still_one_flag_away(int8_model: Path, tmp_path: Path, fl
                         "--sink", "stdout", flag, "--max-rate", "0"])
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 30
+
+
+def test_the_road_fault_does_not_turn_off_between_heartbeats() -> None:
+    config = Config(task="road", device_id="pi")
+    messages = dict(discovery_messages(config, ["normal", "crack", "pothole"]))
+    fault = messages["homeassistant/binary_sensor/pi/road_fault/config"]
+    assert ha_schema.check("binary_sensor", fault) == []
+    assert "off_delay" not in fault or fault["off_delay"] > config.postprocess.heartbeat_s
+    assert fault["expire_after"] > config.postprocess.heartbeat_s

@@ -77,7 +77,7 @@ def test_discovery_payloads_follow_the_home_assistant_schema(task: str, labels: 
         assert messages[0][1]["state_topic"] == "edge-agent/kitchen/voice/command"
     if task == "road":
         fault = messages[1][1]
-        assert fault["device_class"] == "problem" and fault["off_delay"] > 0
+        assert fault["device_class"] == "problem" and (fault.get("off_delay", 0) > 0 or fault["expire_after"] > 0)
         assert "crack" in fault["value_template"] and "normal" not in fault["value_template"]
 
 
