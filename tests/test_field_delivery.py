@@ -284,3 +284,34 @@ def test_healthy_while_the_broker_is_away_because_the_spool_keeps_everything(tmp
         assert publisher.pending == 1
     finally:
         publisher.stop(0.5)
+
+
+def test_after_an_outage_live_predictions_go_first_and_the_backlog_follows_marked(
+        int8_model: Path, video: Path, broker_factory: Callable[..., Broker]) -> None:
+    broker = broker_factory(persistent=True)
+    sub = Subscriber(broker, "edge-agent/replay/custom/prediction", persistent=True)
+    proc = start_agent(_agent(int8_model, video, broker, "replay", "--loop", "--realtime", "--metrics-interval", "0"))
+    with running(proc):
+        _wait(lambda: len(sub.payloads("/prediction")) >= 10, 30, "first predictions")
+        broker.stop()
+        before = len(sub.messages)
+        time.sleep(20)  # ~200 predictions spooled at 10 fps
+        broker.start()
+        _wait(lambda: any(not json.loads(m.payload).get("replayed") for m in sub.messages[before + 20:]), 90,
+              "live predictions after the reconnect")
+        _wait(lambda: sum(bool(json.loads(m.payload).get("replayed")) for m in sub.messages) >= 150, 60,
+              "the backlog")
+    after = [(m.timestamp, json.loads(m.payload)) for m in sub.messages[before:]]
+    sub.close()
+    replayed = [p["seq"] for _, p in after if p.get("replayed")]
+    assert replayed == sorted(replayed) and len(replayed) >= 150, "the backlog: marked and in order"
+    newest_spooled = max(replayed)
+    live = [(t, p["seq"]) for t, p in after if not p.get("replayed") and p["seq"] > newest_spooled]
+    first_live = next(i for i, (_, p) in enumerate(after) if not p.get("replayed") and p["seq"] > newest_spooled)
+    last_replayed = max(i for i, (_, p) in enumerate(after) if p.get("replayed"))
+    assert first_live < last_replayed, "live predictions waited for the whole backlog"
+    # the agent's reconnect: its first message then, replayed or live (earlier ones in ``after`` are
+    # what the broker had queued for the subscriber before it went down)
+    start = min(t for t, p in after if p.get("replayed") or p["seq"] > newest_spooled)
+    print(f"first live prediction {live[0][0] - start:.2f} s after the agent's reconnect; "
+          f"backlog of {len(replayed)} drained in {after[last_replayed][0] - start:.1f} s")
