@@ -133,8 +133,8 @@ def _default_device_id() -> str:
 
 
 def sanitize_id(name: str) -> str:
-    """MQTT topic levels and Home Assistant ids: keep letters, digits, '-' and '_'."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """MQTT topic levels and Home Assistant ids: keep ASCII letters, digits, '-' and '_' (64 at most)."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in name)[:MAX_ID_CHARS]
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -268,8 +268,7 @@ def validate(config: Config) -> None:
     c, m, p, s = config, config.mqtt, config.postprocess, config.source
     _check(c.task in TASKS, c, "task", "one of " + ", ".join(TASKS), c.task)
     _check(c.sink in SINKS, c, "sink", "one of " + ", ".join(SINKS), c.sink)
-    _check(bool(c.device_id) and len(c.device_id) <= MAX_ID_CHARS and c.device_id.isascii()
-           and sanitize_id(c.device_id) == c.device_id, c, "device_id",
+    _check(bool(c.device_id) and sanitize_id(c.device_id) == c.device_id, c, "device_id",
            f"1 to {MAX_ID_CHARS} ASCII letters, digits, '-' or '_'", _short(c.device_id))
     _check(c.log_level.lower() in ("debug", "info", "warning", "error"), c, "log_level",
            "debug, info, warning or error", c.log_level)

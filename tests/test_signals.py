@@ -90,7 +90,7 @@ def _write_config(path: Path, broker: Broker, model: Path, video: Path, threshol
         f'task = "custom"\ndevice_id = "{DEVICE}"\n\n'
         f'[model]\npath = "{model}"\n\n'
         f'[source]\nsource = "{video}"\nloop = true\nrealtime = true\n\n'
-        f"[postprocess]\nthreshold = {threshold}\n\n"
+        f"[postprocess]\nthreshold = {threshold}\non_change = false\nmax_rate = 0.0\n\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "sighup-agent"\n'
     )
 

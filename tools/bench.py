@@ -494,6 +494,7 @@ def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: 
     cfg.model.labels = str(labels) if labels else None
     cfg.source.source, cfg.source.loop = str(source), True
     cfg.postprocess.threshold = 0.0  # publish every frame: the publish stage is part of the cost
+    cfg.postprocess.on_change, cfg.postprocess.max_rate = False, 0.0  # (the defaults publish on change)
     if a.mqtt_host:
         cfg.sink, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.qos = "mqtt", a.mqtt_host, a.mqtt_port, 1
     else:
@@ -771,7 +772,8 @@ def bench_startup(ctx: Context, model: Path, threads: int) -> dict[str, Any]:
     labels = ctx.labels_for(model, int(np.prod(interp.get_output_details()[0]["shape"])))
     del interp
     cmd = ["-m", "edge_agent", "--model", str(model), "--source", str(ctx.source),
-           "--sink", "stdout", "--task", "custom", "--threshold", "0", "--threads", str(threads),
+           "--sink", "stdout", "--task", "custom", "--threshold", "0", "--no-on-change", "--max-rate", "0",
+           "--threads", str(threads),
            "--max-frames", str(STARTUP_FRAMES), "--log-level", "warning"]
     if labels:
         cmd += ["--labels", str(labels)]

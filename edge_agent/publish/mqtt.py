@@ -146,6 +146,7 @@ class MqttPublisher:
         self._tokens_at = time.monotonic()
         self._latest_live: dict[str, Message] = {}  # per topic, sent while a backlog drained
         self._newest: dict[str, Message] = {}  # per topic, the newest spooled message handed to paho
+        self._newest_at: dict[str, float] = {}  # ... and when
         self._replayed_topics: set[str] = set()
         self._fatal: str | None = None
         self._threads: list[threading.Thread] = []
@@ -431,9 +432,12 @@ class MqttPublisher:
         hub that has just subscribed (a first discovery, Home Assistant restarted) and would otherwise
         wait for the next change or heartbeat to have a state."""
 
+        # only what went out before the hub could have subscribed, and nothing newer since
+        before = time.monotonic() + delay_s / 2
+
         def send() -> None:
             with self._lock:
-                newest = list(self._newest.values())
+                newest = [m for t, m in self._newest.items() if self._newest_at[t] < before]
             for message in newest:
                 self.send_now(message.topic, message.payload, message.qos, message.retain)
 
@@ -488,6 +492,7 @@ class MqttPublisher:
             else:
                 self._live_cursor = message.id
                 self._newest[message.topic] = message
+                self._newest_at[message.topic] = time.monotonic()
                 if self._backlog_cursor < self._backlog_end:
                     self._latest_live[message.topic] = message
             early = self._early.pop(info.mid, None)
