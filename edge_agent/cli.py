@@ -4,46 +4,139 @@ errors into exit codes; a user's mistake is one line on stderr and exit code 2, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from . import __version__
 from . import config as config_mod
 from .errors import EdgeAgentError, ExitCode
 
+if TYPE_CHECKING:  # the runtime is imported after the arguments are parsed: `--help` stays instant
+    from . import runtime
+
 logger = logging.getLogger("edge_agent")
 
-# flag dest → config field. Flags default to SUPPRESS so only what was given overrides the file.
-FLAG_FIELDS = {
-    "task": "task", "device_id": "device_id", "sink": "sink", "log_level": "log_level",
-    "model": "model.path", "labels": "model.labels", "threads": "model.threads", "edgetpu": "model.edgetpu",
-    "edgetpu_fallback": "model.edgetpu_fallback",
-    "camera": "source.camera", "source": "source.source", "picamera": "source.picamera", "loop": "source.loop",
-    "mic": "source.mic", "realtime": "source.realtime",
-    "width": "source.width", "height": "source.height", "fps": "source.fps",
-    "threshold": "postprocess.threshold", "top_k": "postprocess.top_k", "smoothing": "postprocess.smoothing",
-    "max_rate": "postprocess.max_rate", "on_change": "postprocess.on_change",
-    "hysteresis": "postprocess.hysteresis", "heartbeat": "postprocess.heartbeat_s",
-    "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "mqtt_username": "mqtt.username",
-    "mqtt_password_file": "mqtt.password_file", "client_id": "mqtt.client_id", "topic_prefix": "mqtt.topic_prefix",
-    "qos": "mqtt.qos", "mqtt_protocol": "mqtt.protocol", "tls": "mqtt.tls", "ca": "mqtt.ca", "cert": "mqtt.cert",
-    "key": "mqtt.key", "tls_insecure": "mqtt.tls_insecure", "spool": "spool.path",
-    "discovery": "homeassistant.discovery", "discovery_prefix": "homeassistant.prefix",
-    "remote_control": "control.enabled", "metrics_interval": "metrics_interval_s",
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One command-line flag for one config field. The field's type (from the config dataclass)
+    is the flag's type: text is converted and checked by the config module, so a bad value is
+    one line naming the flag and the field, exactly as a bad value in the file names the file."""
+
+    flag: str
+    field: str
+    help: str
+    action: str = "value"  # "value", "on" (sets true), "off" (sets false)
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    optional_value: str | None = None  # --edgetpu alone means this value
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--no-").removeprefix("--").replace("-", "_")
+
+
+# The one table of flags: argparse is built from it, and flags are applied to the config from it.
+# Groups as --help shows them. Every flag defaults to "not given", so only what was given
+# overrides the file.
+FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
+    "task": (
+        Flag("--task", "task", "built-in task (default waste)", choices=config_mod.TASKS),
+        Flag("--device-id", "device_id", "this device's id in topics (default: the host name)"),
+        Flag("--sink", "sink", "mqtt (default) or stdout (JSON lines, no broker)", choices=config_mod.SINKS),
+        Flag("--log-level", "log_level", "logging level", choices=("debug", "info", "warning", "error")),
+    ),
+    "model": (
+        Flag("--model", "model.path", "a .tflite file (default: the task's model in models/)"),
+        Flag("--labels", "model.labels", "labels.txt, for a model without a manifest"),
+        Flag("--threads", "model.threads", "threads per interpreter (default: the cores shared out among workers)"),
+        Flag("--workers", "model.workers", "image tasks: interpreters inferring frames in parallel, results in "
+             "order (default 1; 0: one per core)"),
+        Flag("--edgetpu", "model.edgetpu", "run on a Coral Edge TPU through libedgetpu.so.1",
+             metavar="usb|usb:N|pci|pci:N", optional_value=""),
+        Flag("--edgetpu-fallback", "model.edgetpu_fallback",
+             "if the Edge TPU is not usable, run on the CPU with a warning instead of exiting", "on"),
+    ),
+    "source (pick one)": (
+        Flag("--camera", "source.camera", "OpenCV camera index or device path (default 0)"),
+        Flag("--source", "source.source", "video file, folder of images, WAV file, or rtsp:// / http:// URL"),
+        Flag("--picamera", "source.picamera", "Raspberry Pi camera via picamera2", "on"),
+        Flag("--mic", "source.mic", "microphone for the voice task: default, a device name or an index"),
+        Flag("--realtime", "source.realtime",
+             "pace a video or WAV file at its own rate instead of as fast as possible", "on"),
+        Flag("--loop", "source.loop", "replay a video file or folder forever", "on"),
+        Flag("--width", "source.width", "camera frame width (default 640)"),
+        Flag("--height", "source.height", "camera frame height (default 480)"),
+        Flag("--fps", "source.fps", "camera frame rate"),
+    ),
+    "postprocessing": (
+        Flag("--threshold", "postprocess.threshold", "minimum score to publish (default 0.5)"),
+        Flag("--top-k", "postprocess.top_k", "labels in 'top' (default 3)"),
+        Flag("--smoothing", "postprocess.smoothing", "average scores over the last N frames (default 1)"),
+        Flag("--max-rate", "postprocess.max_rate", "at most N messages per second (default 2, 0: no limit)"),
+        Flag("--on-change", "postprocess.on_change",
+             "publish only when the label changes, plus the heartbeat (the default)", "on"),
+        Flag("--no-on-change", "postprocess.on_change", "publish every confident frame (up to --max-rate)", "off"),
+        Flag("--hysteresis", "postprocess.hysteresis", "with --on-change, margin a new label needs (default 0.1)"),
+        Flag("--heartbeat", "postprocess.heartbeat_s",
+             "with --on-change, publish the current label again after N s without a message (default 60, 0: never)"),
+    ),
+    "MQTT (password: $EDGE_AGENT_MQTT_PASSWORD, --mqtt-password-file or systemd credentials)": (
+        Flag("--mqtt-host", "mqtt.host", "broker host (default localhost)"),
+        Flag("--mqtt-port", "mqtt.port", "broker port (default 1883)"),
+        Flag("--mqtt-username", "mqtt.username", "MQTT user name"),
+        Flag("--mqtt-password-file", "mqtt.password_file", "file holding the MQTT password"),
+        Flag("--client-id", "mqtt.client_id", "MQTT client id (default edge-agent-<device>-<task>)"),
+        Flag("--topic-prefix", "mqtt.topic_prefix", "topic prefix (default edge-agent)"),
+        Flag("--qos", "mqtt.qos", "QoS of predictions (default 1)"),
+        Flag("--mqtt-protocol", "mqtt.protocol", "MQTT protocol version", choices=("3.1.1", "5")),
+        Flag("--tls", "mqtt.tls", "connect with TLS (verifies the broker)", "on"),
+        Flag("--ca", "mqtt.ca", "CA certificate file for TLS"),
+        Flag("--cert", "mqtt.cert", "client certificate file"),
+        Flag("--key", "mqtt.key", "client key file"),
+        Flag("--tls-insecure", "mqtt.tls_insecure",
+             "do not check the broker's host name against its certificate", "on"),
+    ),
+    "home hub": (
+        Flag("--no-discovery", "homeassistant.discovery",
+             "no Home Assistant discovery (and clear this task's discovered entities)", "off"),
+        Flag("--discovery-prefix", "homeassistant.prefix", "Home Assistant discovery prefix (default homeassistant)"),
+        Flag("--remote-control", "control.enabled", "accept settings on {prefix}/{device_id}/{task}/set", "on"),
+        Flag("--metrics-interval", "metrics_interval_s", "seconds between metrics messages (default 30, 0: off)"),
+        Flag("--spool", "spool.path", "SQLite file keeping predictions until the broker acknowledges them "
+             "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)"),
+    ),
 }
+METAVARS: Final = {int: "N", float: "X", str: None, bool: None}
+
+
+def all_flags() -> Iterator[Flag]:
+    for flags in FLAGS.values():
+        yield from flags
+
+
+def _add(group: Any, f: Flag) -> None:
+    if f.action in ("on", "off"):
+        group.add_argument(f.flag, dest=f.dest, action="store_const", const=f.action == "on", help=f.help)
+        return
+    kind = config_mod.field_type(f.field)
+    extra: dict[str, Any] = {"choices": f.choices} if f.choices else {}
+    if f.optional_value is not None:
+        extra.update(nargs="?", const=f.optional_value)
+    group.add_argument(f.flag, dest=f.dest, help=f.help, metavar=f.metavar or METAVARS.get(kind), **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
         prog="edge-agent",
-        description="Classify camera frames on-device and publish predictions over MQTT.",
+        description="Classify camera frames, audio or sensor streams on-device and publish over MQTT.",
         argument_default=S,
     )
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
@@ -51,70 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", default=False,
                    help="print the effective config (secrets masked) and exit")
     p.add_argument("--validate-config", action="store_true", default=False,
-                   help="check the config and model, exit 0 if usable")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: run until the source ends)")
-    g = p.add_argument_group("task")
-    g.add_argument("--task", choices=config_mod.TASKS, help="built-in task (default waste)")
-    g.add_argument("--device-id", help="this device's id in topics (default: the host name)")
-    g.add_argument("--sink", choices=config_mod.SINKS, help="mqtt (default) or stdout (JSON lines, no broker)")
-    g.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="a .tflite file (default: the task's model in models/)")
-    g.add_argument("--labels", help="labels.txt, for a model without a manifest")
-    g.add_argument("--threads", type=str, help="interpreter threads (default: one per core)")
-    g.add_argument("--edgetpu", nargs="?", const="", metavar="usb|usb:N|pci|pci:N",
-                   help="run on a Coral Edge TPU through libedgetpu.so.1")
-    g.add_argument("--edgetpu-fallback", action="store_const", const=True,
-                   help="if the Edge TPU is not usable, run on the CPU with a warning instead of exiting")
-    g = p.add_argument_group("source (pick one)")
-    g.add_argument("--camera", help="OpenCV camera index or device path (default 0)")
-    g.add_argument("--source", help="video file, folder of images, or rtsp:// / http:// URL")
-    g.add_argument("--picamera", action="store_const", const=True, help="Raspberry Pi camera via picamera2")
-    g.add_argument("--mic", help="microphone for the voice task: default, a device name or an index")
-    g.add_argument("--list-devices", action="store_true", default=False, help="list audio input devices and exit")
-    g.add_argument("--realtime", action="store_const", const=True,
-                   help="pace a video or WAV file at its own rate instead of as fast as possible")
-    g.add_argument("--loop", action="store_const", const=True, help="replay a video file or folder forever")
-    g.add_argument("--width", type=str, help="camera frame width (default 640)")
-    g.add_argument("--height", type=str, help="camera frame height (default 480)")
-    g.add_argument("--fps", type=str, help="camera frame rate")
-    g = p.add_argument_group("postprocessing")
-    g.add_argument("--threshold", type=str, help="minimum score to publish (default 0.5)")
-    g.add_argument("--top-k", type=str, help="labels in 'top' (default 3)")
-    g.add_argument("--smoothing", type=str, help="average scores over the last N frames (default 1)")
-    g.add_argument("--max-rate", type=str, help="at most N messages per second (default 2, 0: no limit)")
-    g.add_argument("--on-change", action="store_const", const=True,
-                   help="publish only when the label changes, plus the heartbeat (the default)")
-    g.add_argument("--no-on-change", dest="on_change", action="store_const", const=False,
-                   help="publish every confident frame (up to --max-rate)")
-    g.add_argument("--heartbeat", type=str,
-                   help="with --on-change, publish the current label again after N s without a message "
-                        "(default 60, 0: never)")
-    g.add_argument("--hysteresis", type=str, help="with --on-change, margin a new label needs (default 0.1)")
-    g = p.add_argument_group("MQTT (password: $EDGE_AGENT_MQTT_PASSWORD, --mqtt-password-file or systemd credentials)")
-    g.add_argument("--mqtt-host", help="broker host (default localhost)")
-    g.add_argument("--mqtt-port", type=str, help="broker port (default 1883)")
-    g.add_argument("--mqtt-username")
-    g.add_argument("--mqtt-password-file", help="file holding the MQTT password")
-    g.add_argument("--client-id", help="MQTT client id (default edge-agent-<device>-<task>)")
-    g.add_argument("--topic-prefix", help="topic prefix (default edge-agent)")
-    g.add_argument("--qos", type=str, help="QoS of predictions (default 1)")
-    g.add_argument("--mqtt-protocol", choices=("3.1.1", "5"))
-    g.add_argument("--tls", action="store_const", const=True, help="connect with TLS (verifies the broker)")
-    g.add_argument("--ca", help="CA certificate file for TLS")
-    g.add_argument("--cert", help="client certificate file")
-    g.add_argument("--key", help="client key file")
-    g.add_argument("--tls-insecure", action="store_const", const=True,
-                   help="do not check the broker's host name against its certificate")
-    g = p.add_argument_group("home hub")
-    g.add_argument("--no-discovery", dest="discovery", action="store_const", const=False,
-                   help="no Home Assistant discovery (and clear this task's discovered entities)")
-    g.add_argument("--discovery-prefix", help="Home Assistant discovery prefix (default homeassistant)")
-    g.add_argument("--remote-control", action="store_const", const=True,
-                   help="accept settings on {prefix}/{device_id}/{task}/set")
-    g.add_argument("--metrics-interval", type=str, help="seconds between metrics messages (default 30, 0: off)")
-    g.add_argument("--spool", help="SQLite file keeping predictions until the broker acknowledges them "
-                   "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)")
+                   help="build everything a run builds, without running; exit 0 if usable")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="stop after N frames, hops or windows (0: run until the source ends)")
+    p.add_argument("--list-devices", action="store_true", default=False, help="list audio input devices and exit")
+    for title, flags in FLAGS.items():
+        group = p.add_argument_group(title)
+        for f in flags:
+            _add(group, f)
     return p
 
 
@@ -123,10 +160,9 @@ def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None)
     cfg = config_mod.Config()
     if getattr(args, "config", None):
         config_mod.load_file(cfg, args.config)
-    for dest, field in FLAG_FIELDS.items():
-        if hasattr(args, dest):
-            flag = "--" + dest.replace("_", "-")
-            config_mod.apply(cfg, {field: getattr(args, dest)}, f"flag {flag}")
+    for f in all_flags():
+        if hasattr(args, f.dest):
+            config_mod.apply(cfg, {f.field: getattr(args, f.dest)}, f"flag {f.flag}")
     config_mod.load_secrets(cfg, environ)
     config_mod.validate(cfg)
     return cfg
@@ -139,7 +175,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, stream=sys.stderr)
 
 
-def _install_signals(controls: Any) -> None:
+def _install_signals(controls: runtime.Controls) -> None:
     """SIGTERM/SIGINT stop gracefully; SIGHUP re-reads the config and model, keeping MQTT connected."""
 
     def stop(signum: int, frame: Any) -> None:
@@ -155,14 +191,10 @@ def _install_signals(controls: Any) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
-def _notifier() -> Any:
+def _notifier() -> runtime.Notifier:
     """systemd's sd_notify when running under it (``$NOTIFY_SOCKET``), else nothing."""
-    try:
-        from .sdnotify import SystemdNotifier
-    except ImportError:  # pragma: no cover - sdnotify lands with the service issue
-        from .service import NullNotifier
+    from .sdnotify import SystemdNotifier
 
-        return NullNotifier()
     return SystemdNotifier.from_environment()
 
 
@@ -186,13 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             sys.stdout.write(config_mod.render(cfg))
             return ExitCode.OK
-        from . import service  # after arguments: `--help` stays instant
+        from . import runtime, service  # after arguments: `--help` stays instant
 
         if args.validate_config:
-            service.load_model(cfg)
+            service.validate(cfg)  # build() without running: it cannot disagree with a run
             print("config OK")
             return ExitCode.OK
-        controls = service.Controls(max_frames=args.max_frames, reload_config=lambda: load_config(args))
+        controls = runtime.Controls(max_frames=args.max_frames, reload_config=lambda: load_config(args))
         controls.notifier = _notifier()
         _install_signals(controls)
         return int(service.run(cfg, controls))

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any, Final, Union
 
 from .errors import ConfigError
+from .tasks import TASKS as TASK_TABLE
 
 PASSWORD_ENV: Final = "EDGE_AGENT_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
 SINKS: Final = ("mqtt", "stdout")
-TASKS: Final = ("waste", "road", "voice", "custom")
+TASKS: Final = tuple(TASK_TABLE)  # the one task table is edge_agent/tasks.py
 MASK: Final = "********"
 MAX_ID_CHARS: Final = 64  # device_id, client_id: one topic level, one HA unique_id part
 MAX_TOPIC_PREFIX_CHARS: Final = 200  # MQTT allows 65535 bytes per topic; a prefix needs far fewer
@@ -36,7 +37,8 @@ MAX_TOPIC_PREFIX_CHARS: Final = 200  # MQTT allows 65535 bytes per topic; a pref
 class ModelConfig:
     path: str | None = None  # default: the task's model in models/
     labels: str | None = None  # labels.txt, for a model without a manifest
-    threads: int = 0  # 0 = one per CPU core
+    threads: int = 0  # per interpreter; 0 = the cores shared out among the workers
+    workers: int = 1  # interpreters inferring frames in parallel (image tasks); 0 = one per core
     edgetpu: str | None = None  # "", "usb", "usb:N", "pci", "pci:N"; None = CPU
     edgetpu_fallback: bool = False
 
@@ -139,6 +141,15 @@ def sanitize_id(name: str) -> str:
 
 def _field_type(cls: type, name: str) -> Any:
     return typing.get_type_hints(cls)[name]
+
+
+def field_type(dotted: str) -> Any:
+    """The plain type (int, float, str, bool) of a dotted config field, e.g. ``mqtt.port`` → int."""
+    section, _, name = dotted.rpartition(".")
+    kind = _field_type(SECTIONS[section] if section else Config, name)
+    if typing.get_origin(kind) in (Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
 
 
 def _coerce(value: Any, kind: Any, field: str, where: str) -> Any:
@@ -293,6 +304,7 @@ def validate(config: Config) -> None:
     _check(p.heartbeat_s == 0 or 1 <= p.heartbeat_s <= 86400, c, "postprocess.heartbeat_s",
            "0 (off) or from 1 to 86400 seconds", p.heartbeat_s)
     _check(0 <= config.model.threads <= 64, c, "model.threads", "from 0 (auto) to 64", config.model.threads)
+    _check(0 <= config.model.workers <= 16, c, "model.workers", "from 0 (one per core) to 16", config.model.workers)
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
            (s.width, s.height))
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
@@ -326,8 +338,14 @@ def spool_path(config: Config) -> Path:
     return state_dir() / f"spool-{config.device_id}-{config.task}.sqlite"
 
 
+def effective_workers(config: Config) -> int:
+    """Interpreters inferring frames in parallel: ``model.workers``, or one per core for 0."""
+    return config.model.workers or max(1, os.cpu_count() or 1)
+
+
 def effective_threads(config: Config) -> int:
-    return config.model.threads or max(1, os.cpu_count() or 1)
+    """Threads of each interpreter: ``model.threads``, or the cores shared out among the workers."""
+    return config.model.threads or max(1, (os.cpu_count() or 1) // effective_workers(config))
 
 
 def as_dict(config: Config, mask: bool = True) -> dict[str, Any]:

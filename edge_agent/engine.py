@@ -257,9 +257,17 @@ class Engine:
 
         The view is dropped before ``invoke()``: the interpreter refuses to run while numpy
         views of its buffers are alive."""
-        fill(self.interpreter.tensor(self.input_index)())
+        self.fill(fill)
         self.interpreter.invoke()
         return self.scores()
+
+    def fill(self, fill: Callable[[np.ndarray], None]) -> None:
+        """``fill(view)`` writes the input tensor in place (the first step of :meth:`run`)."""
+        fill(self.interpreter.tensor(self.input_index)())
+
+    def invoke(self) -> None:
+        """Run the model on the input written by :meth:`fill` (the second step of :meth:`run`)."""
+        self.interpreter.invoke()
 
     def scores(self) -> np.ndarray:
         """The output, dequantized: int64 before subtracting the zero point (no uint8 wrap-around)."""

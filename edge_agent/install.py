@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Final
 
 from . import config as config_mod
+from . import shipped
 from .errors import ExitCode
+from .tasks import TASKS
 
 UNIT_FILE: Final = "edge-agent@.service"
 UDEV_FILE: Final = "99-edge-agent-coral.rules"
 SHIPPED_EXEC: Final = "/opt/edge-agent/venv/bin/edge-agent"  # ExecStart= in systemd/edge-agent@.service
-SYSTEM_UNITS_DIR: Final = Path("/usr/share/edge-agent/systemd")  # where a package would put systemd/
 SERVICE_USER: Final = "edge-agent"
 STATE_DIR: Final = "/var/lib/edge-agent"  # StateDirectory=edge-agent; the user's home
 CONFIG_DIR: Final = "etc/edge-agent"
@@ -87,12 +88,12 @@ class Step:
 # -- content ---------------------------------------------------------------------------------
 
 def units_dir() -> Path:
-    """``systemd/`` of the checkout we run from, else the folder a package installs it to."""
-    checkout = Path(__file__).resolve().parent.parent / "systemd"
-    for candidate in (checkout, SYSTEM_UNITS_DIR):
-        if (candidate / UNIT_FILE).is_file():
-            return candidate
-    raise InstallError(f"cannot find {UNIT_FILE} in {checkout} or {SYSTEM_UNITS_DIR}")
+    """``systemd/`` of the checkout we run from, of the wheel's data files, or of a package."""
+    found = shipped.find("systemd", UNIT_FILE)
+    if not (found / UNIT_FILE).is_file():
+        places = ", ".join(str(p) for p in shipped.candidates("systemd"))
+        raise InstallError(f"cannot find {UNIT_FILE} in {places}")
+    return found
 
 
 def render_unit(template: str, executable: str) -> str:
@@ -101,6 +102,14 @@ def render_unit(template: str, executable: str) -> str:
     if count != 1:
         raise InstallError(f"{UNIT_FILE}: expected one ExecStart= line, found {count}")
     return text
+
+
+# The [source] lines of the example config, by the task's kind of input: a camera line in a voice
+# config is refused by the run (and by --validate-config), so each kind gets its own.
+SOURCE_LINES: Final = {
+    "image": 'camera = "0"                        # /dev/video0; for the Pi camera: remove this line, picamera = true',
+    "audio": 'mic = "default"                     # a device name or index: edge-agent --list-devices',
+}
 
 
 def example_config(task: str, mqtt_host: str) -> str:
@@ -112,7 +121,7 @@ task = "{task}"
 # device_id = "kitchen-pi"          # default: the host name
 
 [source]
-camera = "0"                        # /dev/video0; for the Pi camera: remove this line, picamera = true
+{SOURCE_LINES[TASKS[task].kind]}
 
 [postprocess]
 threshold = 0.5

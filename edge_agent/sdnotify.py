@@ -54,7 +54,7 @@ def monotonic_usec() -> int:
 
 
 class SystemdNotifier:
-    """The :class:`edge_agent.service.Notifier` for systemd. With no address every report is
+    """The :class:`edge_agent.runtime.Notifier` for systemd. With no address every report is
     dropped, so the service code never has to ask whether it runs under systemd."""
 
     def __init__(self, address: str | None, watchdog_s: float | None = None,

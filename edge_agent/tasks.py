@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from typing import Final
 
+from . import shipped
+
 MODELS_ENV: Final = "EDGE_AGENT_MODELS"
-SYSTEM_MODELS: Final = Path("/usr/share/edge-agent/models")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +31,11 @@ TASKS: Final = {
 
 
 def models_dir() -> Path:
-    """``$EDGE_AGENT_MODELS``, else ``models/`` of the checkout the package runs from, else the
-    system folder a packaged install uses."""
+    """``$EDGE_AGENT_MODELS``, else the shipped models: the checkout's ``models/``, a wheel's
+    ``{prefix}/share/edge-agent/models``, or a package's ``/usr/share/edge-agent/models``."""
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV])
-    checkout = Path(__file__).resolve().parent.parent / "models"
-    return checkout if checkout.is_dir() else SYSTEM_MODELS
+    return shipped.find("models")
 
 
 def default_model(task: str) -> Path | None:

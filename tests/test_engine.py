@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from edge_agent.agents.image import ImageInference
 from edge_agent.config import Config
 from edge_agent.manifest import ImageInput
 from edge_agent.preprocess import image as pre
-from edge_agent.service import ImageInference, load_model
+from edge_agent.service import load_model
 from edge_agent.sources.base import Frame
 from tests.helpers import REPO, agent_env, assert_one_line_error, make_video, run_agent
 
@@ -37,7 +38,8 @@ def test_agent_outputs_equal_a_direct_interpreter_call(model_dir: Path, io_type:
     model = model_dir / f"tiny_{io_type}.tflite"
     config = Config(task="custom")
     config.model.path = str(model)
-    loaded = load_model(config)
+    kind, loaded = load_model(config)
+    assert kind == "image"
     infer = ImageInference(loaded)
     rng = np.random.default_rng(1)
     for _ in range(3):
@@ -61,7 +63,7 @@ def test_agent_outputs_equal_a_direct_interpreter_call(model_dir: Path, io_type:
 def test_preprocessing_feeds_the_model_its_own_quantization(model_dir: Path) -> None:
     config = Config(task="custom")
     config.model.path = str(model_dir / "tiny_int8.tflite")
-    engine = load_model(config).engine
+    engine = load_model(config)[1].engine
     table = engine.table_for(ImageInput(48, 48))
     scale, zero = engine.input_quant
     assert table.dtype == np.int8
@@ -137,7 +139,7 @@ def test_a_frame_prepared_for_another_model_is_resized_again(model_dir: Path) ->
     are still in flight: they must be resized for the new model, not fed at the wrong size."""
     config = Config(task="custom")
     config.model.path = str(model_dir / "tiny_int8.tflite")
-    infer = ImageInference(load_model(config))
+    infer = ImageInference(load_model(config)[1])
     frame = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     stale = (object(), np.zeros((10, 10, 3), np.uint8))  # what an old model's prepare left
     np.testing.assert_array_equal(infer(Frame(frame, 0.0, 0.0, 0, stale)), infer(Frame(frame, 0.0, 0.0, 0)))

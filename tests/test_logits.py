@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.agents.image import ImageInference
 from edge_agent.config import Config
 from edge_agent.convert import graph
 from edge_agent.errors import ModelError
 from edge_agent.manifest import load as load_manifest
-from edge_agent.service import ImageInference, load_model
+from edge_agent.service import load_model
 from edge_agent.sources.base import Frame
 from tests.test_convert_cli import assert_one_line_error, convert
 
@@ -24,7 +25,7 @@ from tests.test_convert_cli import assert_one_line_error, convert
 def _inference(model: Path) -> ImageInference:
     config = Config(task="custom")
     config.model.path = str(model)
-    return ImageInference(load_model(config))
+    return ImageInference(load_model(config)[1])
 
 
 def test_logits_model_predicts_the_same_with_uncapped_scores(model_dir: Path, tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c "import ensurepip" >/dev
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -q && $SUDO apt-get install -y -q python3-venv
 fi
-if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+# --system-site-packages: on a Pi, picamera2 comes from apt (python3-picamera2) and must be visible
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv --system-site-packages .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
 if [ "$#" -eq 0 ]; then set -- --task waste --source samples/waste.mp4; fi

@@ -21,6 +21,19 @@ from ..config import Config
 from ..hub import Command
 
 
+class StageHook(Protocol):
+    """Per-stage timings for the bench (``tools/bench.py``). An agent given none (the service)
+    takes its untimed path: the hook costs the agent one ``is None`` test per item."""
+
+    def stage(self, name: str, ms: float) -> None:
+        """One stage of the current item took ``ms`` (e.g. "wait", "resize", "invoke", "publish")."""
+        ...
+
+    def done(self, latency_ms: float) -> None:
+        """The current item is finished, ``latency_ms`` after it was captured."""
+        ...
+
+
 class Agent(Protocol):
     """One kind of input turned into published events (structural: no base class needed)."""
 

@@ -290,6 +290,8 @@ def run(o: Options) -> dict[str, Any]:
         metrics["float"] = report.metrics(y_true, y_float, labels)
         metrics["int8"] = report.metrics(y_true, y_int8, labels)
         metrics["top1_drop_points"] = round(100 * (metrics["int8"]["top1"] - metrics["float"]["top1"]), 2)
+        # What the converter alone answers for: how often int8 says what float says, whatever the labels.
+        metrics["int8_float_agreement"] = round(float(np.mean(np.asarray(y_float) == np.asarray(y_int8))), 4)
     elif o.keep_float:
         o.keep_float.write_bytes(float_bytes)
 

@@ -3,5 +3,5 @@
     source (mic / WAV) ──hop──▶ KeywordSpotter (1 s window, preprocess.audio, Engine) ──scores──▶
     Recognizer (average, threshold, suppression) ──Command──▶ payload ──▶ publisher "voice/command"
 
-:mod:`.service` wires these together (``run_audio``), mirroring the image pipeline's start/stop order.
+:class:`edge_agent.agents.voice.VoiceAgent` feeds them; the one run loop (:mod:`edge_agent.runtime`) drives it.
 """

@@ -54,13 +54,13 @@ def recognizer_settings(manifest: Manifest, config: Config | None, where: str) -
     return settings
 
 
-def load_voice_model(path: Path, threads: int = 1, config: Config | None = None) -> VoiceModel:
-    """Manifest first (cheap checks), then the interpreter, built once and warmed up."""
+def load(path: Path, manifest: Manifest | None, config: Config | None) -> VoiceModel:
+    """The audio checks on a manifest already read (cheap ones first), then the interpreter, built
+    once and warmed up. The model loader (:mod:`edge_agent.loader`) calls this for ``kind: audio``."""
     manifest_path = manifest_mod.manifest_path_for(path)
-    if not manifest_path.exists():
+    if manifest is None:
         raise ModelError(f"model {path}: no manifest {manifest_path.name} beside it; an audio model needs one "
                          "(it holds the front end's sample rate, window, hop and mel bins)")
-    manifest = manifest_mod.load(manifest_path)
     where = f"manifest {manifest_path}"
     if manifest.kind != "audio" or manifest.audio is None:
         raise ModelError(f"{where}: it describes an {manifest.kind} model, not an audio model")
@@ -70,7 +70,7 @@ def load_voice_model(path: Path, threads: int = 1, config: Config | None = None)
         raise ModelError(f"model {path}: file not found")
     engine = Engine.load(
         path,
-        threads=threads,
+        threads=effective_threads(config) if config else 1,
         edgetpu=config.model.edgetpu if config else None,
         edgetpu_fallback=config.model.edgetpu_fallback if config else False,
         expected_sha256=manifest.sha256,
@@ -93,10 +93,14 @@ def load_voice_model(path: Path, threads: int = 1, config: Config | None = None)
     return VoiceModel(engine, labels, spec, settings, manifest.name, manifest.sha256, manifest)
 
 
-def voice_model_for(config: Config) -> VoiceModel:
-    from ..service import resolve_model_path  # the task's default model, or --model
-
-    return load_voice_model(resolve_model_path(config), effective_threads(config), config)
+def load_voice_model(path: Path, threads: int = 1, config: Config | None = None) -> VoiceModel:
+    """For tools and tests: read the manifest beside ``path``, then :func:`load` with ``threads``."""
+    manifest_path = manifest_mod.manifest_path_for(path)
+    manifest = manifest_mod.load(manifest_path) if manifest_path.exists() else None
+    if config is None:
+        config = Config()
+        config.model.threads = threads
+    return load(path, manifest, config)
 
 
 class KeywordSpotter:
