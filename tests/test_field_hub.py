@@ -129,3 +129,27 @@ def test_the_road_fault_does_not_turn_off_between_heartbeats() -> None:
     assert ha_schema.check("binary_sensor", fault) == []
     assert "off_delay" not in fault or fault["off_delay"] > config.postprocess.heartbeat_s
     assert fault["expire_after"] > config.postprocess.heartbeat_s
+
+
+def test_after_a_restart_a_fresh_state_comes_before_online(int8_model: Path, tmp_path: Path, broker: Broker) -> None:
+    """Home Assistant shows an entity's last state again the moment availability says online; so a
+    restarted agent sends its first prediction first, and "online" after it."""
+    video = _steady_video(tmp_path / "steady.mp4", 1)
+    sub = Subscriber(broker, "edge-agent/fresh/#")
+    args = ["--model", str(int8_model), "--source", str(video), "--task", "custom", "--threshold", "0",
+            "--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--device-id", "fresh",
+            "--metrics-interval", "0"]
+    for _ in range(2):
+        result = run_agent(args)
+        assert result.returncode == 0, result.stderr
+    time.sleep(0.5)
+    with sub._lock:
+        order = [(m.topic.rsplit("/", 1)[-1], json.loads(m.payload)["run"] if m.topic.endswith("prediction") else
+                  m.payload.decode()) for m in sub.messages]
+    sub.close()
+    onlines = [i for i, (kind, value) in enumerate(order) if kind == "status" and value == "online"]
+    runs = list(dict.fromkeys(value for kind, value in order if kind == "prediction"))
+    assert len(onlines) == 2 and len(runs) == 2, order
+    for run, online in zip(runs, onlines, strict=True):
+        first = next(i for i, (kind, value) in enumerate(order) if kind == "prediction" and value == run)
+        assert first < online, order

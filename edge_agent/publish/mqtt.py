@@ -79,6 +79,7 @@ REPLAY_BURST: Final = WINDOW
 REPLAYED_AFTER_S: Final = 2.0
 ECHO_TIMEOUT_S: Final = 10.0  # 3.1.1: our own message must come back within this long
 STUCK_S: Final = 60.0  # connected, yet the oldest message in flight is unacknowledged this long: unhealthy
+ONLINE_WAIT_S: Final = 3.0  # after a connect, "online" waits at most this long for a fresh prediction
 THREAD_RESTARTS: Final = 5  # a thread failing this often within THREAD_RESTART_WINDOW_S is fatal
 THREAD_RESTART_WINDOW_S: Final = 60.0
 REFUSED_LOG_EVERY_S: Final = 600.0
@@ -166,6 +167,7 @@ class MqttPublisher:
         self._echo_topic: str | None = None
         self._echo_acked_at: float | None = None
         self._echo_subscribed = False
+        self._online_due: float | None = None  # when "online" must go out at the latest; None: it went out
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -389,6 +391,9 @@ class MqttPublisher:
                 backlog = self._backlog_cursor < self._backlog_end
                 self._wake.wait(1.0 / REPLAY_RATE_PER_S if backlog and self.connected else 0.5)
             self._check_echo()
+            due = self._online_due
+            if due is not None and time.monotonic() >= due:
+                self._announce_online()
             while self.connected and not self._stop.is_set():
                 if not self._pump():
                     break
@@ -485,6 +490,8 @@ class MqttPublisher:
         self.sent += 1
         if backlog:
             self.replayed += 1
+        elif self._online_due is not None:
+            self._announce_online()  # after this fresh message: the broker keeps the order
         with self._lock:
             if backlog:
                 self._backlog_cursor = message.id
@@ -501,6 +508,12 @@ class MqttPublisher:
         if early is not None:
             self._settle(message, early[1])
         return True
+
+    def _announce_online(self) -> None:
+        self._online_due = None
+        client = self._client
+        if client is not None and self.connected:
+            client.publish(self.status_topic, contract.STATUS_ONLINE, qos=1, retain=True)
 
     def _settle(self, message: Message, reason: Any) -> None:
         """The broker's answer to one spooled message: delivered, or refused (MQTT 5)."""
@@ -576,11 +589,13 @@ class MqttPublisher:
             self._tokens_at = time.monotonic()
             self._echo_subscribed = False
             self._echo_acked_at = None
+            # "online" follows the first live message of this connection (or ONLINE_WAIT_S): a hub
+            # that marks the entity available on it then shows a fresh state, not the last run's
+            self._online_due = time.monotonic() + ONLINE_WAIT_S
         self.connects += 1
         self.state = "connected"
         self._connected.set()
         logger.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.publish(self.status_topic, contract.STATUS_ONLINE, qos=1, retain=True)
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         for hook in self.on_connected:

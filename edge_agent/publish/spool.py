@@ -150,8 +150,10 @@ class SqliteSpool:
         self._retry_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._inherited = 0  # the newest id of the messages from before this process
         if path is not None:
             self._open_disk(first=True)
+            self._inherited = self._next - 1 if self._disk else 0
             self._thread = threading.Thread(target=self._writer, name="spool-writer", daemon=True)
             self._thread.start()
 
@@ -290,19 +292,20 @@ class SqliteSpool:
             return self._next - 1
 
     def last_id_before(self, ts: float) -> int:
-        """The newest id made before wall-clock ``ts`` (0 when none): where a backlog ends."""
+        """The newest id made before wall-clock ``ts`` or by an earlier run (0 when none): where a
+        backlog ends. A previous process's messages are always history, however recent."""
         with self._lock:
             for mid, message in reversed(self._mem.items()):
                 if message.created < ts:
-                    return mid
+                    return max(mid, self._inherited)
             if self._db is not None and self._disk:
                 try:
                     top = self._db.execute("SELECT MAX(id) FROM outbox WHERE created < ?", (ts,)).fetchone()[0]
                 except sqlite3.Error as e:
                     self._disk_failed(e)
-                    return 0
-                return int(top) if isinstance(top, int) else 0
-            return 0
+                    return self._inherited
+                return max(int(top) if isinstance(top, int) else 0, self._inherited)
+            return self._inherited
 
     def after(self, cursor: int, limit: int) -> list[Message]:
         """Up to ``limit`` messages with an id above ``cursor``, in id order: the file's (older)
