@@ -74,6 +74,8 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
         Flag("--width", "source.width", "camera frame width (default 640)"),
         Flag("--height", "source.height", "camera frame height (default 480)"),
         Flag("--fps", "source.fps", "camera frame rate"),
+        Flag("--change-gate", "source.change_gate", "image tasks: skip inference while the frame's mean grey "
+             "level changes less than X (0-255) from the last inferred one; the last scores stand (default 0: off)"),
     ),
     "postprocessing": (
         Flag("--threshold", "postprocess.threshold", "minimum score to publish (default 0.5)"),
@@ -111,6 +113,17 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
         Flag("--metrics-interval", "metrics_interval_s", "seconds between metrics messages (default 30, 0: off)"),
         Flag("--spool", "spool.path", "SQLite file keeping predictions until the broker acknowledges them "
              "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)"),
+    ),
+    "sensor tasks (activity, location, machine, intrusion; replay a recording with --source FILE.csv)": (
+        Flag("--serial", "sensor.serial", "serial port sending CSV or JSON lines, e.g. /dev/ttyUSB0"),
+        Flag("--baud", "sensor.baud", "serial baud rate (default 115200)"),
+        Flag("--sensor-columns", "sensor.columns", "column order of header-less serial CSV lines, e.g. t,ax,ay,az"),
+        Flag("--sensor-topic", "sensor.topic", "MQTT topic the sensor publishes JSON samples on"),
+        Flag("--sensor-paths", "sensor.paths", "JSON path per channel: ax=accel.x,ay=accel.y (optionally @TOPIC)"),
+        Flag("--sensor-ts-path", "sensor.ts_path", "JSON path of each sample's time (default t, ts, time or "
+             "timestamp; else the arrival time)"),
+        Flag("--sensor-stale", "sensor.stale_s", "seconds without samples before the sensor counts as silent "
+             "(default 0: three windows, at least 2 s)"),
     ),
 }
 METAVARS: Final = {int: "N", float: "X", str: None, bool: None}

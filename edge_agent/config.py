@@ -54,6 +54,7 @@ class SourceConfig:
     width: int = 640
     height: int = 480
     fps: float = 0.0  # 0 = the camera's default
+    change_gate: float = 0.0  # image tasks: mean grey-level change under which a frame is not inferred; 0 = off
 
 
 @dataclasses.dataclass
@@ -105,6 +106,19 @@ class ControlConfig:
 
 
 @dataclasses.dataclass
+class SensorConfig:
+    """Sensor (series) task inputs; a CSV/JSONL replay uses source.source, realtime and loop."""
+
+    serial: str | None = None  # serial port: /dev/ttyUSB0 (CSV or JSON lines)
+    baud: int = 115200
+    columns: str = ""  # column order of header-less serial CSV lines, e.g. "t,ax,ay,az"
+    topic: str | None = None  # MQTT topic the sensor publishes JSON samples on
+    paths: str = ""  # channel=json.path[@topic],... (default: each channel's name at the top level)
+    ts_path: str = ""  # JSON path of a sample's time (default: t, ts, time or timestamp; else arrival)
+    stale_s: float = 0.0  # no sample for this long: the sensor is silent (0: 3 windows, at least 2 s)
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "waste"
     device_id: str = dataclasses.field(default_factory=lambda: _default_device_id())
@@ -118,6 +132,7 @@ class Config:
     spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
     homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
+    sensor: SensorConfig = dataclasses.field(default_factory=SensorConfig)
     origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
 
     def where(self, field: str) -> str:
@@ -126,7 +141,7 @@ class Config:
 
 SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig,
                    "mqtt": MqttConfig, "spool": SpoolConfig, "homeassistant": HomeAssistantConfig,
-                   "control": ControlConfig}
+                   "control": ControlConfig, "sensor": SensorConfig}
 
 
 def _default_device_id() -> str:
@@ -308,6 +323,7 @@ def validate(config: Config) -> None:
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
            (s.width, s.height))
     _check(s.fps >= 0, c, "source.fps", "0 or more", s.fps)
+    _check(0 <= s.change_gate <= 255, c, "source.change_gate", "from 0 (off) to 255 grey levels", s.change_gate)
     _check(1 <= c.spool.max_messages <= 10_000_000, c, "spool.max_messages", "from 1 to 10000000",
            c.spool.max_messages)
     _check(c.metrics_interval_s == 0 or 1 <= c.metrics_interval_s <= 86400, c, "metrics_interval_s",
@@ -321,6 +337,21 @@ def validate(config: Config) -> None:
     chosen = [n for n, v in inputs if v]
     _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
            "--source, --picamera, --mic)", chosen)
+    validate_sensor(config)
+
+
+def validate_sensor(config: Config) -> None:
+    """The sensor inputs: one at most, and a usable baud rate and silence timeout."""
+    c, s = config, config.sensor
+    _check(50 <= s.baud <= 4_000_000, c, "sensor.baud", "from 50 to 4000000", s.baud)
+    _check(s.stale_s == 0 or 0.1 <= s.stale_s <= 86400, c, "sensor.stale_s", "0 (auto) or from 0.1 to 86400 "
+           "seconds", s.stale_s)
+    inputs = (("source.camera", c.source.camera), ("source.source", c.source.source),
+              ("source.picamera", c.source.picamera), ("source.mic", c.source.mic), ("sensor.serial", s.serial),
+              ("sensor.topic", s.topic))
+    chosen = [n for n, v in inputs if v]
+    _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --source, "
+           "--serial, --sensor-topic, --camera, --mic)", chosen)
 
 
 def state_dir(environ: typing.Mapping[str, str] | None = None) -> Path:

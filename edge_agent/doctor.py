@@ -92,6 +92,15 @@ def check_interpreter() -> list[Check]:
     return checks
 
 
+def check_invoke(cfg: config_mod.Config) -> Check:
+    """The configured model, loaded by the agent's own loader and invoked once, in a child process:
+    an interpreter that imports but crashes in ``Interpreter()`` is a FAIL here, not a dead agent."""
+    from .probe import probe
+
+    ok, line = probe(cfg)
+    return Check("invoke", OK if ok else FAIL, line)
+
+
 # -- board -----------------------------------------------------------------------------------
 
 def _read(path: str) -> str | None:
@@ -359,7 +368,7 @@ def check_models(cfg: config_mod.Config) -> list[Check]:
 
 def run_checks(cfg: config_mod.Config) -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [
-        check_python, check_interpreter, check_board, check_temperature, check_throttling,
+        check_python, check_interpreter, lambda: check_invoke(cfg), check_board, check_temperature, check_throttling,
         lambda: check_camera(cfg), lambda: check_audio(cfg), lambda: check_edgetpu(cfg),
         lambda: check_broker(cfg), lambda: check_spool(cfg), lambda: check_models(cfg),
     ]

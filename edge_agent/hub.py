@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from . import __version__, contract
+from . import __version__, contract, series_contract, tasks
 from .config import Config
 from .publish.mqtt import MqttPublisher
 
@@ -79,6 +79,9 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
             "icon": ICONS["voice"], **common}))
         return messages
     state = contract.prediction_topic(prefix, device, task)
+    spec = tasks.TASKS.get(task)
+    if spec is not None and spec.kind == "series":  # built-in sensor tasks (a custom one: see docs/SENSORS.md)
+        return series_contract.discovery(disc, device, task, labels, state, common)
     messages.append((f"{disc}/sensor/{device}/{task}_label/config", {
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
         "state_topic": state, "value_template": "{{ value_json.label }}",

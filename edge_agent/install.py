@@ -109,6 +109,9 @@ def render_unit(template: str, executable: str) -> str:
 SOURCE_LINES: Final = {
     "image": 'camera = "0"                        # /dev/video0; for the Pi camera: remove this line, picamera = true',
     "audio": 'mic = "default"                     # a device name or index: edge-agent --list-devices',
+    "series": '# source = "/var/lib/edge-agent/recording.csv"  # or, instead of [sensor] below, a recording\n\n'
+              '[sensor]\ntopic = "sensors/{task}"           # JSON samples on MQTT; or serial = "/dev/ttyUSB0" '
+              '(docs/SENSORS.md)',
 }
 
 
@@ -121,7 +124,7 @@ task = "{task}"
 # device_id = "kitchen-pi"          # default: the host name
 
 [source]
-{SOURCE_LINES[TASKS[task].kind]}
+{SOURCE_LINES[TASKS[task].kind].format(task=task)}
 
 [postprocess]
 threshold = 0.5

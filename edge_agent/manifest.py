@@ -55,6 +55,7 @@ class Manifest:
     model_file: str
     input: ImageInput | None = None
     audio: Mapping[str, Any] | None = None
+    series: Mapping[str, Any] | None = None  # a sensor model's front end (edge_agent/preprocess/series.py)
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -64,6 +65,8 @@ class Manifest:
 
     @property
     def kind(self) -> str:
+        if self.series is not None:
+            return "series"
         return "audio" if self.audio is not None else "image"
 
     @property
@@ -80,7 +83,9 @@ class Manifest:
             "model_file": self.model_file,
             "sha256": self.sha256,
             "labels": list(self.labels),
-            "input": self.input.to_json() if self.input else {"kind": "audio", **dict(self.audio or {})},
+            "input": self.input.to_json() if self.input else (
+                {"kind": "series", **dict(self.series)} if self.series is not None
+                else {"kind": "audio", **dict(self.audio or {})}),
             "provenance": dict(self.provenance),
             "metrics": dict(self.metrics),
         }
@@ -154,8 +159,9 @@ def parse(data: Any, where: str) -> Manifest:
     kind = inp.get("kind", data.get("kind", "image"))
     image = parse_image_input(inp, where) if kind == "image" else None
     audio = {k: v for k, v in inp.items() if k != "kind"} if kind == "audio" else None
-    if image is None and audio is None:
-        raise ModelError(f"{where}: field 'input.kind' must be 'image' or 'audio'")
+    series = {k: v for k, v in inp.items() if k != "kind"} if kind == "series" else None
+    if image is None and audio is None and series is None:
+        raise ModelError(f"{where}: field 'input.kind' must be 'image', 'audio' or 'series'")
     output = data.get("output", OUTPUT_PROBABILITIES)
     if output not in OUTPUT_KINDS:
         raise ModelError(f"{where}: field 'output' must be one of {', '.join(OUTPUT_KINDS)} (got {output!r})")
@@ -169,6 +175,7 @@ def parse(data: Any, where: str) -> Manifest:
         model_file=str(data.get("model_file", Path(where).with_suffix(".tflite").name)),
         input=image,
         audio=audio,
+        series=series,
         provenance=dict(data.get("provenance") or {}),
         metrics=dict(data.get("metrics") or {}),
         extra={k: v for k, v in data.items() if k not in known},

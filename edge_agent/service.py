@@ -20,6 +20,8 @@ from . import __version__, contract, loader
 from .agents.base import Agent, StageHook
 from .agents.image import ImageAgent
 from .agents.image import load as load_image
+from .agents.sensor import SensorAgent
+from .agents.sensor import load as load_series
 from .agents.voice import VoiceAgent
 from .config import Config, spool_path
 from .errors import ConfigError, EdgeAgentError, ExitCode
@@ -29,6 +31,7 @@ from .publish.mqtt import MqttPublisher
 from .publish.spool import open_spool
 from .publish.stdout import StdoutPublisher
 from .runtime import END_FLUSH_S, STOP_FLUSH_S, Controls, run_loop
+from .sources.series_factory import SOURCE_FIELDS
 from .voice.spotter import load as load_voice
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class Kind:
 KINDS: Final[dict[str, Kind]] = {
     "image": Kind(load_image, ImageAgent, ("source.camera", "source.source", "source.picamera")),
     "audio": Kind(load_voice, VoiceAgent, ("source.source", "source.mic")),
+    "series": Kind(load_series, SensorAgent, SOURCE_FIELDS),
 }
 
 
@@ -88,7 +92,8 @@ def check_inputs(config: Config, kind: str) -> None:
     """A source this kind of input cannot read is a config mistake, named before anything opens."""
     s = config.source
     given = {"source.camera": s.camera is not None, "source.source": bool(s.source),
-             "source.picamera": s.picamera, "source.mic": s.mic is not None}
+             "source.picamera": s.picamera, "source.mic": s.mic is not None,
+             "sensor.serial": bool(config.sensor.serial), "sensor.topic": bool(config.sensor.topic)}
     for field, on in given.items():
         if on and field not in KINDS[kind].inputs:
             raise ConfigError(f"{config.where(field)}: field '{field}' is not an input for task '{config.task}' "

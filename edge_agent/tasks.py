@@ -16,7 +16,7 @@ MODELS_ENV: Final = "EDGE_AGENT_MODELS"
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: str  # "image" or "audio"
+    kind: str  # "image", "audio" or "series"
     model: str | None  # file name in the models folder; None: the user must give --model
     description: str
 
@@ -27,6 +27,13 @@ TASKS: Final = {
     "road": TaskSpec("road", "image", "road.tflite", "road surface: normal, crack, pothole"),
     "voice": TaskSpec("voice", "audio", "voice.tflite", "voice commands: yes, no, on, off, stop"),
     "custom": TaskSpec("custom", "image", None, "any classifier made with edge-agent-convert (--model)"),
+    # sensor tasks (docs/SENSORS.md); their demo models are trained on synthetic data
+    "activity": TaskSpec("activity", "series", "activity.tflite",
+                         "human activity from a 3-axis accelerometer: walking, jogging, stairs, sitting, standing"),
+    "location": TaskSpec("location", "series", "location.tflite", "indoor room from Wi-Fi signal strengths"),
+    "machine": TaskSpec("machine", "series", "machine.tflite",
+                        "machine fault (anomaly) from vibration and temperature"),
+    "intrusion": TaskSpec("intrusion", "series", "intrusion.tflite", "network intrusion (anomaly) from flow features"),
 }
 
 

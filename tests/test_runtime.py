@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge_agent.sources.wav import write_wav
+from edge_agent.tasks import TASKS
 from tests.helpers import REPO, assert_one_line_error, run_agent
 from tests.test_install import install
 from tests.voice_helpers import VOICE_MODEL
@@ -108,11 +110,13 @@ def test_edge_agent_has_no_import_cycles() -> None:
 
 
 def test_no_module_of_the_agent_reaches_back_into_the_composition_root() -> None:
-    """Data flows one way: only the CLI and the bench (which measures what the CLI builds) may
-    import the composition root; agents, sources, the runtime and the hub never do."""
+    """Data flows one way: only entry points — the CLI, doctor's probe child and the bench (which
+    measure what the CLI builds) — import the composition root; agents, sources, the runtime and
+    the hub never do."""
     graph = package_graph()
     importers = sorted(m for m, deps in graph.items() if "edge_agent.service" in deps)
-    assert importers and all(m == "edge_agent.cli" or m.startswith("edge_agent.bench.") for m in importers), importers
+    entry_points = ("edge_agent.cli", "edge_agent.probe")
+    assert importers and all(m in entry_points or m.startswith("edge_agent.bench.") for m in importers), importers
 
 
 def test_validate_config_checks_a_voice_front_end_the_run_would_refuse(tmp_path: Path) -> None:
@@ -160,3 +164,12 @@ def test_install_service_writes_a_voice_config_that_validates_and_runs(tmp_path:
 def test_an_image_task_refuses_a_microphone_before_opening_anything(tmp_path: Path) -> None:
     result = run_agent(["--task", "waste", "--mic", "default", "--sink", "stdout", "--validate-config"])
     assert_one_line_error(result, "source.mic", "waste")
+
+
+@pytest.mark.parametrize("task", sorted(t for t, spec in TASKS.items() if spec.model))
+def test_install_service_writes_a_config_that_validates_for_every_built_in_task(task: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = install("--task", task, "--root", str(root), "--mqtt-host", "127.0.0.1")
+    assert result.returncode == 0, result.stderr
+    validated = run_agent(["--config", str(root / f"etc/edge-agent/{task}.toml"), "--validate-config"])
+    assert (validated.returncode, validated.stdout.strip()) == (0, "config OK"), validated.stderr[-2000:]

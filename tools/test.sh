@@ -23,6 +23,12 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test,convert,audio,bench]"
+# tf_keras matching TensorFlow, without its dependencies (it asks for the full `tensorflow` package, and
+# tensorflow-cpu is the same code): the Keras 2 LSTM that converts to one fused int8 op (train-series --arch lstm)
+TF_VERSION="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))' 2>/dev/null || true)"
+if [ -n "$TF_VERSION" ] && ! .venv/bin/python -c "import tf_keras" >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q --no-deps "tf_keras==$TF_VERSION"
+fi
 # tflite-runtime 2.14 on the side (never on the agent's path): the test shows why we refuse it under numpy 2
 if [ ! -d .venv/tflite-runtime/tflite_runtime ]; then
   .venv/bin/python -m pip install -q --no-deps --target .venv/tflite-runtime "tflite-runtime==2.14.0"

@@ -28,6 +28,7 @@ from ..hub import Command, percentile
 from ..manifest import ImageInput, Manifest
 from ..postprocess import PublishPolicy, Smoother, predict
 from ..preprocess import image as image_pre
+from ..preprocess.gate import ChangeGate
 from ..publish.base import Publisher
 from ..sources.base import Frame, Source
 from ..sources.factory import make_source
@@ -151,10 +152,10 @@ class Stats:
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
 
-    def as_metrics(self, frames_dropped: int) -> dict[str, Any]:
+    def as_metrics(self, frames_dropped: int, frames_gated: int = 0) -> dict[str, Any]:
         lat = list(self.latencies_ms)
         return {"fps": round(self.fps(), 2), "frames": self.frames, "published": self.published,
-                "frames_dropped": frames_dropped, "last_label": self.last_label,
+                "frames_dropped": frames_dropped, "frames_gated": frames_gated, "last_label": self.last_label,
                 "latency_ms": {"p50": round(percentile(lat, 50), 2), "p95": round(percentile(lat, 95), 2)}}
 
 
@@ -173,6 +174,7 @@ class ImageAgent:
         self.reader = FrameReader(source if source is not None else make_source(config))
         self.config = config
         self.pool: InferencePool | None = None
+        self._last_raw: np.ndarray | None = None  # the last inferred scores: what a gated frame reuses
         self.reconfigure(config, model)
 
     # -- the Agent protocol --------------------------------------------------------------------
@@ -198,12 +200,19 @@ class ImageAgent:
         return frame
 
     def process(self, item: Any) -> None:
-        if self.pool is None:
-            self.step(item)
+        frame: Frame = item
+        # the gate and the last scores are reset together (start, reload): a first frame is always inferred
+        if not self.gate.changed(frame.image) and self._last_raw is not None:
+            if self.pool is not None:
+                self._finish_all()  # frames before this one first: seq order
+            self.finish(frame, self._last_raw)
             return
-        self.pool.submit(item)
-        for frame, raw in self.pool.ready():
-            self.finish(frame, raw)
+        if self.pool is None:
+            self.step(frame)
+            return
+        self.pool.submit(frame)
+        for done, raw in self.pool.ready():
+            self.finish(done, raw)
 
     def apply(self, command: Command) -> None:
         if command.threshold is not None:
@@ -232,17 +241,20 @@ class ImageAgent:
         self._inference = ImageInference(model)
         self.reader.prepare = self._inference.prepare  # the resize runs in the reader thread, overlapped
         self.pool = make_pool(model, config)
+        self.gate = ChangeGate(config.source.change_gate)
+        self._last_raw = None  # a new model: the next frame is inferred whatever the gate says
 
     def metrics(self) -> dict[str, Any]:
-        return self.stats.as_metrics(self.reader.dropped)
+        return self.stats.as_metrics(self.reader.dropped, self.gate.skipped)
 
     def status(self) -> str:
         return f"{self.stats.fps():.1f} fps, last label {self.stats.last_label}"
 
     def summary(self) -> str:
         s = self.stats
+        gated = f", {self.gate.skipped} not inferred (no change)" if self.gate.threshold > 0 else ""
         return (f"done: {s.frames} frames, {s.published} published, {s.fps():.1f} fps, "
-                f"{self.reader.dropped} dropped by the camera")
+                f"{self.reader.dropped} dropped by the camera{gated}")
 
     def stop(self) -> None:
         self.reader.stop()
@@ -266,6 +278,7 @@ class ImageAgent:
 
     def finish(self, frame: Frame, raw: np.ndarray) -> dict[str, Any] | None:
         """Scores → smoothing, prediction, publish policy, publish: always in seq order."""
+        self._last_raw = raw
         hook = self.hook
         t0 = time.perf_counter()
         scores = self.smoother.update(raw)

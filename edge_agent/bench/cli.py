@@ -35,6 +35,7 @@ from .invoke import mode_invoke
 from .peer import mode_peer
 from .pipeline import mode_pipeline
 from .report import print_summary, write_csv, write_plot
+from .sensor import mode_sensor
 from .startup import mode_startup
 from .suite import mode_all, targets
 
@@ -45,6 +46,7 @@ ModeFn = Callable[[Context], dict[str, Any]]
 MODES: Final[dict[str, ModeFn]] = {
     "audio": mode_audio,
     "peer": mode_peer,
+    "sensor": mode_sensor,
     "invoke": mode_invoke,
     "pipeline": mode_pipeline,
     "baseline": mode_baseline,
@@ -71,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1, help="all: repeat the set this many times, interleaved")
     p.add_argument("--startup-repeats", type=int, default=STARTUP_REPEATS, help="start-up measurements")
     p.add_argument("--skip-startup", action="store_true", help="all: leave out the start-up measurement")
+    p.add_argument("--chunk", type=int, default=10, help="sensor: samples per push (a serial line or MQTT message)")
     p.add_argument("--workers", default="1", help="peer: the agent's --workers; a list like 1,2 runs each")
+    p.add_argument("--before", type=Path, help="peer: also run the agent of this other checkout, round by round")
     p.add_argument("--mqtt-host", help="publish through this broker (pipeline and baseline)")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--title", default="", help="plot and report title")
@@ -110,7 +114,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "models": ctx.models,
         "settings": {"threads": thread_counts(ctx), "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
                      "edgetpu": args.edgetpu,
-                     "source": str(ctx.source) if args.mode not in ("invoke", "audio") else args.source,
+                     "source": str(ctx.source) if args.mode not in ("invoke", "audio", "sensor") else args.source,
                      "mqtt": f"{args.mqtt_host}:{args.mqtt_port}" if args.mqtt_host else None},
         "results": results,
         "targets": targets(results),

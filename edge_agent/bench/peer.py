@@ -127,19 +127,40 @@ def run_child(kind: str, ctx: Context, model: Path, frames: int, threads: int) -
     return result
 
 
-def run_agent(ctx: Context, model: Path, frames: int, threads: int, workers: int) -> dict[str, float]:
-    """The agent's own command line (stdout sink); steady-state FPS and CPU from its first line on."""
+def agent_flags(checkout: Path | None) -> set[str]:
+    """The flags this agent's ``--help`` offers: an older checkout may lack --workers or --no-on-change."""
+    env = agent_env(checkout)
+    out = subprocess.run([sys.executable, "-m", "edge_agent", "--help"], capture_output=True, text=True,
+                         timeout=60, env=env, check=True).stdout
+    return {word.strip("[],") for word in out.split() if word.startswith(("--", "[--"))}
+
+
+def agent_env(checkout: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_AGENT_")}
+    if checkout is not None:  # another checkout's agent (before/after in one sitting)
+        env["PYTHONPATH"] = str(checkout)
+    return env
+
+
+def run_agent(ctx: Context, model: Path, frames: int, threads: int, workers: int,
+              checkout: Path | None = None) -> dict[str, float]:
+    """The agent's own command line (stdout sink, every frame published); steady-state FPS and CPU
+    from its first prediction line on."""
     interp = make_interpreter(ctx, model, 1, None)
     labels = ctx.labels_for(model, int(np.prod(interp.get_output_details()[0]["shape"])))
     del interp
+    offered = agent_flags(checkout)
     cmd = [sys.executable, "-m", "edge_agent", "--task", "custom", "--model", str(model), "--source",
-           str(ctx.source), "--loop", "--threshold", "0", "--no-on-change", "--max-rate", "0",
-           "--threads", str(threads), "--workers", str(workers),
+           str(ctx.source), "--loop", "--threshold", "0", "--max-rate", "0", "--threads", str(threads),
            "--max-frames", str(frames + 1), "--log-level", "warning", "--sink", "stdout"]
+    if "--no-on-change" in offered:
+        cmd.append("--no-on-change")
+    if workers != 1 or "--workers" in offered:
+        cmd += ["--workers", str(workers)]
     if labels is not None:
         cmd += ["--labels", str(labels)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_AGENT_")}
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env=agent_env(checkout)) as proc:
         assert proc.stdout is not None
         proc.stdout.readline()
         first_t, first_cpu = time.perf_counter(), proc_cpu_s(proc.pid)
@@ -178,6 +199,9 @@ def bench_peer(ctx: Context) -> dict[str, Any]:
             for w in workers:
                 fps, cpu = per_frame(run_agent(ctx, model, frames, t, w))
                 row[f"agent_t{t}_w{w}"] = {"fps": fps, "cpu_ms": cpu * 1000}
+            if a.before is not None:  # the same agent command line from another checkout, same round
+                fps, cpu = per_frame(run_agent(ctx, model, frames, t, 1, a.before))
+                row[f"agent_before_t{t}_w1"] = {"fps": fps, "cpu_ms": cpu * 1000}
         rounds.append(row)
     best_tutorial = [max(v["fps"] for k, v in r.items() if k.startswith("tutorial_")) for r in rounds]
     agents = sorted(k for k in rounds[0] if k.startswith("agent_"))

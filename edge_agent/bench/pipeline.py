@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -89,9 +89,14 @@ def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: 
     cfg.postprocess.on_change, cfg.postprocess.max_rate = False, 0.0  # (the defaults publish on change)
     if a.mqtt_host:
         cfg.sink, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.qos = "mqtt", a.mqtt_host, a.mqtt_port, 1
+        # a spool of this run's own: one left by an earlier run would replay its messages into our count
+        cfg.spool.path = str(ctx.workdir / f"spool-{threads}-{time.monotonic_ns()}.sqlite")
     else:
         cfg.sink = "stdout"
     return cfg
+
+
+DELIVERY_WAIT_S: Final = 10.0  # the longest the probe waits for deliveries after the last acknowledgement
 
 
 class DeliveryProbe:
@@ -196,7 +201,12 @@ def bench_pipeline(ctx: Context, model: Path, threads: int, camera_fps: float = 
             agent.stop()
         devnull.close()
         if probe is not None:
-            time.sleep(0.2)
+            # the broker acknowledged every prediction; its deliveries to our subscriber may lag
+            # behind on a loaded machine: wait for them (bounded) rather than a fixed moment
+            published = agent.stats.published if agent is not None else 0
+            deadline = time.monotonic() + DELIVERY_WAIT_S
+            while probe.received < published and time.monotonic() < deadline:
+                time.sleep(0.05)
             probe.close()
     marks = hook.marks
     frames = rec.frames[a.warmup:]

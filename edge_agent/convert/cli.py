@@ -146,7 +146,37 @@ def parser() -> argparse.ArgumentParser:
     en.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest beside it)")
     en.add_argument("--name", help="model name in the manifest (default: the file's stem)")
     _common(en)
+    _series_parser(sub)
     return p
+
+
+def _series_parser(sub: Any) -> None:
+    s = sub.add_parser("train-series", help="folder of CSV sensor recordings → full-int8 series model + manifest + "
+                       "card (docs/SENSORS.md)")
+    s.add_argument("data", type=Path, help="one sub-folder of CSV recordings per class, or normal/ (+ anomaly/)")
+    s.add_argument("--out", type=Path, required=True, help="folder for <name>.tflite, <name>.json and <name>.md")
+    s.add_argument("--name", help="model name (default: the data folder's name)")
+    s.add_argument("--task", default="custom", help="task in the manifest (activity, machine, intrusion, ...)")
+    s.add_argument("--arch", default="cnn", help="cnn | lstm | gru | dnn | autoencoder (default cnn)")
+    s.add_argument("--rate", type=float, default=25.0, help="model sample rate in Hz; 0: event data, no resampling")
+    s.add_argument("--window", type=int, default=50, help="samples per window (default 50)")
+    s.add_argument("--stride", type=int, default=25, help="samples between windows (default 25)")
+    s.add_argument("--max-gap-ms", type=float, default=1000.0, help="longer silences restart the window")
+    s.add_argument("--features", choices=("raw", "summary"), default="raw",
+                   help="raw samples, or per-channel mean/std/min/max/rms (tabular models)")
+    s.add_argument("--units", default="", help="channel units, e.g. ax=m/s²,ay=m/s²")
+    s.add_argument("--hidden", type=int, default=16, help="units / filters per layer (default 16)")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--patience", type=int, default=10, help="stop after N epochs without val improvement")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--learning-rate", type=float, default=3e-3)
+    s.add_argument("--quantile", type=float, default=99.0, help="anomaly threshold: this percentile of the normal "
+                   "validation error (default 99)")
+    s.add_argument("--allow-float-fallback", action="store_true", help="accept operators that stay float")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--val-split", type=_fraction, default=0.2, help="fraction of SOURCES for validation")
+    s.add_argument("--test-split", type=_fraction, default=0.2, help="fraction of SOURCES held out for test")
+    _common(s)
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -221,6 +251,20 @@ def cmd_ensemble(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, 
                               f"models (input off by at most {max(r['input_error_steps']):.2f} quantization steps)")
 
 
+def cmd_train_series(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
+    from . import series
+
+    o = series.Options(
+        data=a.data, out=a.out, name=a.name, task=a.task, arch=a.arch, rate_hz=a.rate, window=a.window,
+        stride=a.stride, max_gap_ms=a.max_gap_ms, features=a.features, units=a.units, hidden=a.hidden,
+        epochs=a.epochs, patience=a.patience, batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed,
+        val_split=a.val_split,
+        test_split=a.test_split, quantile=a.quantile, allow_float_fallback=a.allow_float_fallback,
+        command=_command_line(argv),
+    )
+    return series.run(o), series.format_text
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str, Any], Callable[[Any], str]]]] = {
     "train": cmd_train,
     "quantize": cmd_quantize,
@@ -229,6 +273,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], tuple[dict[str
     "edgetpu": cmd_edgetpu,
     "logits": cmd_logits,
     "ensemble": cmd_ensemble,
+    "train-series": cmd_train_series,
 }
 
 
