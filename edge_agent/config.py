@@ -29,6 +29,8 @@ CREDENTIAL_NAME: Final = "mqtt_password"
 SINKS: Final = ("mqtt", "stdout")
 TASKS: Final = tuple(TASK_TABLE)  # the one task table is edge_agent/tasks.py
 MASK: Final = "********"
+MAX_ID_CHARS: Final = 64  # device_id, client_id: one topic level, one HA unique_id part
+MAX_TOPIC_PREFIX_CHARS: Final = 200  # MQTT allows 65535 bytes per topic; a prefix needs far fewer
 
 
 @dataclasses.dataclass
@@ -60,9 +62,10 @@ class PostprocessConfig:
     threshold: float = 0.5
     top_k: int = 3
     smoothing: int = 1  # frames averaged
-    max_rate: float = 0.0  # messages per second, 0 = every confident frame
-    on_change: bool = False
+    max_rate: float = 2.0  # messages per second at most (a ceiling), 0 = no limit
+    on_change: bool = True  # publish when the label changes (plus the heartbeat); false: every frame
     hysteresis: float = 0.1
+    heartbeat_s: float = 60.0  # with on_change, publish the current label again after this long; 0 = never
 
 
 @dataclasses.dataclass
@@ -147,8 +150,8 @@ def _default_device_id() -> str:
 
 
 def sanitize_id(name: str) -> str:
-    """MQTT topic levels and Home Assistant ids: keep letters, digits, '-' and '_'."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """MQTT topic levels and Home Assistant ids: keep ASCII letters, digits, '-' and '_' (64 at most)."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in name)[:MAX_ID_CHARS]
 
 
 def _field_type(cls: type, name: str) -> Any:
@@ -227,8 +230,12 @@ def load_file(config: Config, path: Path) -> None:
         raise ConfigError(f"{where}: file not found") from None
     except OSError as e:
         raise ConfigError(f"{where}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
     for key, value in data.items():
         if key in SECTIONS:
             if not isinstance(value, dict):
@@ -267,6 +274,16 @@ def load_secrets(config: Config, environ: typing.Mapping[str, str]) -> None:
             config.mqtt.password = _read_secret(cred, "mqtt.password", "$CREDENTIALS_DIRECTORY")
 
 
+def _short(value: Any) -> Any:
+    """A value as an error line quotes it: a 10 MB string is cut."""
+    return value[:40] + f"... ({len(value)} characters)" if isinstance(value, str) and len(value) > 60 else value
+
+
+def _topic_ok(topic: str) -> bool:
+    return (bool(topic) and len(topic) <= MAX_TOPIC_PREFIX_CHARS and topic.isprintable()
+            and not any(ch in topic for ch in "#+") and not topic.endswith("/"))
+
+
 def _check(ok: bool, config: Config, field: str, must: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"{config.where(field)}: field '{field}' must be {must} (got {value!r})")
@@ -278,16 +295,18 @@ def validate(config: Config) -> None:
     _check(c.task in TASKS, c, "task", "one of " + ", ".join(TASKS), c.task)
     _check(c.sink in SINKS, c, "sink", "one of " + ", ".join(SINKS), c.sink)
     _check(bool(c.device_id) and sanitize_id(c.device_id) == c.device_id, c, "device_id",
-           "letters, digits, '-' or '_'", c.device_id)
+           f"1 to {MAX_ID_CHARS} ASCII letters, digits, '-' or '_'", _short(c.device_id))
     _check(c.log_level.lower() in ("debug", "info", "warning", "error"), c, "log_level",
            "debug, info, warning or error", c.log_level)
     _check(1 <= m.port <= 65535, c, "mqtt.port", "an integer from 1 to 65535", m.port)
     _check(m.qos in (0, 1, 2), c, "mqtt.qos", "0, 1 or 2", m.qos)
     _check(5 <= m.keepalive <= 3600, c, "mqtt.keepalive", "from 5 to 3600 seconds", m.keepalive)
     _check(m.protocol in ("3.1.1", "5"), c, "mqtt.protocol", "'3.1.1' or '5'", m.protocol)
-    _check(bool(m.topic_prefix) and not any(ch in m.topic_prefix for ch in "#+") and
-           not m.topic_prefix.endswith("/"), c, "mqtt.topic_prefix", "a topic without + # or trailing /",
-           m.topic_prefix)
+    _check(_topic_ok(m.topic_prefix), c, "mqtt.topic_prefix",
+           f"a topic of at most {MAX_TOPIC_PREFIX_CHARS} printable characters without + # or trailing /",
+           _short(m.topic_prefix))
+    _check(m.client_id is None or (1 <= len(m.client_id) <= MAX_ID_CHARS and m.client_id.isprintable()), c,
+           "mqtt.client_id", f"1 to {MAX_ID_CHARS} printable characters", _short(m.client_id))
     for f in ("ca", "cert", "key"):
         value = getattr(m, f)
         _check(value is None or Path(value).is_file(), c, f"mqtt.{f}", "an existing file", value)
@@ -297,6 +316,8 @@ def validate(config: Config) -> None:
     _check(1 <= p.smoothing <= 1000, c, "postprocess.smoothing", "from 1 to 1000 frames", p.smoothing)
     _check(0.0 <= p.max_rate <= 1000, c, "postprocess.max_rate", "from 0 to 1000 per second", p.max_rate)
     _check(0.0 <= p.hysteresis <= 1.0, c, "postprocess.hysteresis", "from 0 to 1", p.hysteresis)
+    _check(p.heartbeat_s == 0 or 1 <= p.heartbeat_s <= 86400, c, "postprocess.heartbeat_s",
+           "0 (off) or from 1 to 86400 seconds", p.heartbeat_s)
     _check(0 <= config.model.threads <= 64, c, "model.threads", "from 0 (auto) to 64", config.model.threads)
     _check(0 <= config.model.workers <= 16, c, "model.workers", "from 0 (one per core) to 16", config.model.workers)
     _check(16 <= s.width <= 8192 and 16 <= s.height <= 8192, c, "source.width", "a frame size from 16 to 8192",
@@ -308,8 +329,8 @@ def validate(config: Config) -> None:
     _check(c.metrics_interval_s == 0 or 1 <= c.metrics_interval_s <= 86400, c, "metrics_interval_s",
            "0 (off) or from 1 to 86400 seconds", c.metrics_interval_s)
     ha = c.homeassistant.prefix
-    _check(bool(ha) and not any(ch in ha for ch in "#+") and not ha.endswith("/"), c, "homeassistant.prefix",
-           "a topic without + # or trailing /", ha)
+    _check(_topic_ok(ha), c, "homeassistant.prefix",
+           f"a topic of at most {MAX_TOPIC_PREFIX_CHARS} printable characters without + # or trailing /", _short(ha))
     _check(c.spool.max_age_s > 0, c, "spool.max_age_s", "more than 0 seconds", c.spool.max_age_s)
     inputs = (("source.camera", s.camera), ("source.source", s.source), ("source.picamera", s.picamera),
               ("source.mic", s.mic))

@@ -6,6 +6,7 @@ Hubs and scripts depend on these names (README.md, "MQTT contract"); extend only
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any, Final
 
 from .postprocess import Prediction
@@ -70,3 +71,18 @@ def prediction_payload(
         "top": [{"label": s.label, "score": s.score} for s in prediction.top],
         "frame_ts": iso_utc(frame_ts),
     }, **envelope)
+
+
+REPLAYED: Final = "replayed"  # true on a message sent late from the spool (after an outage or a restart)
+
+
+def mark_replayed(payload: bytes) -> bytes:
+    """The same JSON object with ``"replayed": true`` added (other payloads are left as they are)."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return payload
+    if not isinstance(data, dict):
+        return payload
+    data[REPLAYED] = True
+    return json.dumps(data, separators=(",", ":")).encode()

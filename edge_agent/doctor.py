@@ -309,6 +309,36 @@ def check_broker(cfg: config_mod.Config) -> Check:
     return Check("broker", OK if ok else FAIL, detail)
 
 
+def check_spool(cfg: config_mod.Config) -> Check:
+    """What waits in the spool, and the dead letters: messages refused by the broker (an ACL on
+    MQTT 5) or that could never be sent, with the reason, read-only."""
+    import sqlite3
+
+    if cfg.sink != "mqtt":
+        return Check("spool", INFO, f"not used (sink = {cfg.sink})")
+    path = config_mod.spool_path(cfg)
+    if not path.exists():
+        return Check("spool", INFO, f"{path}: none yet")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            waiting = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            dead = (db.execute("SELECT reason, topic, COUNT(*) FROM dead GROUP BY reason, topic ORDER BY 3 DESC")
+                    .fetchall() if "dead" in tables else [])
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return Check("spool", WARN, f"{path}: cannot read it ({e}); the agent sets a corrupt spool aside itself")
+    if not dead:
+        return Check("spool", OK, f"{path}: {waiting} messages waiting, no dead letters")
+    total = sum(n for _, _, n in dead)
+    reason, topic, n = dead[0]
+    more = f"; {len(dead) - 1} other reason(s)" if len(dead) > 1 else ""
+    return Check("spool", WARN, f"{path}: {waiting} waiting; {total} not delivered (dead letters), most: {n} on "
+                 f"{str(topic)[:120]}: {reason}{more}")
+
+
 def check_model_file(path: Path) -> Check:
     name = f"model {path.name}"
     manifest_path = manifest_mod.manifest_path_for(path)
@@ -340,7 +370,7 @@ def run_checks(cfg: config_mod.Config) -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [
         check_python, check_interpreter, lambda: check_invoke(cfg), check_board, check_temperature, check_throttling,
         lambda: check_camera(cfg), lambda: check_audio(cfg), lambda: check_edgetpu(cfg),
-        lambda: check_broker(cfg), lambda: check_models(cfg),
+        lambda: check_broker(cfg), lambda: check_spool(cfg), lambda: check_models(cfg),
     ]
     checks: list[Check] = []
     for step in steps:

@@ -237,7 +237,11 @@ class Engine:
             threads=threads,
             logits=logits,
         )
-        engine.warm_up()
+        try:  # the smoke test: a model that loads but cannot run fails here, as one line
+            engine.warm_up()
+        except (ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"model {model_path}: loads but fails at its first invoke ({first})") from None
         return engine
 
     @property

@@ -5,11 +5,13 @@
     ├── ModelError                 a missing, corrupt or mismatched model, manifest or labels file
     ├── SourceError                a camera, video, folder or microphone that cannot be opened
     ├── BackendError               no interpreter package, or an Edge TPU that cannot be used
-    ├── PublishError               the broker refused us for good (bad credentials, TLS trust)
+    ├── PublishError               the broker refused us for good (TLS trust, a protocol or client-id
+    │                              refusal), or the publisher's threads keep failing
     └── InferenceError             the interpreter failed on a frame while running (exit 1, not 2)
 
-Transient faults (a broker that is down, a camera that was unplugged) are *not* errors here:
-they are retried with backoff by the stage that owns them.
+Transient faults (a broker that is down or refuses a login while its auth backend restarts, a
+network camera that is not up yet or was unplugged) are *not* errors here: they are retried with
+backoff by the stage that owns them (docs/FIELD.md, "Transient or fatal").
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class BackendError(EdgeAgentError):
 
 
 class PublishError(EdgeAgentError):
-    """The broker refused the agent in a way retrying will not fix."""
+    """The broker refused the agent in a way retrying will not fix, or delivery cannot go on."""
 
 
 class InferenceError(EdgeAgentError):

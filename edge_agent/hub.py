@@ -33,7 +33,9 @@ from .publish.mqtt import MqttPublisher
 logger = logging.getLogger(__name__)
 
 MAX_CONTROL_BYTES: Final = 1024
-FAULT_OFF_DELAY_S: Final = 30  # the binary sensor falls back to "no fault" after this long without one
+EXPIRE_HEARTBEATS: Final = 3  # expire_after = this many heartbeats without a message
+FAULT_OFF_DELAY_S: Final = 30  # every-frame publishing: "no fault" after this long without a message
+DISCOVERY_SETTLE_S: Final = 2.0  # after discovery, the current state is sent again this much later
 ORIGIN: Final = {"name": "edge-agent", "sw_version": __version__,
                  "support_url": "https://github.com/edge-agent/edge-agent"}
 ICONS: Final = {"waste": "mdi:recycle", "road": "mdi:road-variant", "voice": "mdi:microphone",
@@ -61,6 +63,11 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
     common = {"availability": availability, "device": _device_block(device), "origin": ORIGIN,
               "qos": config.mqtt.qos}
     title = task.capitalize()
+    pp = config.postprocess
+    # With the heartbeat, a state older than three heartbeats is stale (the agent is gone or sees
+    # nothing confident): Home Assistant shows it unavailable instead of as current.
+    expiry = ({"expire_after": int(EXPIRE_HEARTBEATS * pp.heartbeat_s)} if pp.on_change and pp.heartbeat_s > 0
+              else {})
     messages: list[tuple[str, dict[str, Any]]] = []
     if task == "voice":
         topic = contract.device_topic(prefix, device, "voice/command")
@@ -79,16 +86,21 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
         "state_topic": state, "value_template": "{{ value_json.label }}",
         "json_attributes_topic": state,
-        "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top, "
-                                    "'seq': value_json.seq, 'frame_ts': value_json.frame_ts} | tojson }}",
-        "icon": ICONS.get(task, "mdi:eye"), **common}))
+        # no seq or frame_ts: they change on every message, and each distinct attributes set is a
+        # new row in Home Assistant's recorder
+        "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top} | tojson }}",
+        "icon": ICONS.get(task, "mdi:eye"), **expiry, **common}))
     if task == "road":
         faults = [label for label in labels if label != "normal"]
+        # Off when a "normal" prediction comes. With on_change a persisting fault is re-sent only at
+        # the heartbeat, so an off_delay shorter than that would turn it off while it persists:
+        # then the state expires after three heartbeats without a message instead (unavailable).
+        fault_timeout = expiry if expiry else {"off_delay": FAULT_OFF_DELAY_S}
         messages.append((f"{disc}/binary_sensor/{device}/road_fault/config", {
             "name": "Road fault detected", "unique_id": f"edge_agent_{device}_road_fault",
             "state_topic": state, "device_class": "problem",
             "value_template": "{{ 'ON' if value_json.label in " + json.dumps(faults) + " else 'OFF' }}",
-            "payload_on": "ON", "payload_off": "OFF", "off_delay": FAULT_OFF_DELAY_S, **common}))
+            "payload_on": "ON", "payload_off": "OFF", **fault_timeout, **common}))
     return messages
 
 
@@ -225,16 +237,21 @@ class Hub:
         self.publisher.send_now(self.info_topic, json.dumps(self.info), qos=1, retain=True)
         self.send_discovery()
 
+    def _on_ha_status(self, topic: str, payload: bytes) -> None:
+        if payload.strip() == b"online":
+            logger.info("Home Assistant is online: re-sending discovery")
+            self.send_discovery()
+
     def send_discovery(self) -> None:
         for topic, payload in discovery_messages(self.config, self.labels):
             data = json.dumps(payload) if self.config.homeassistant.discovery else ""
             self.publisher.send_now(topic, data, qos=1, retain=True)
         self.discovery_sent += 1
-
-    def _on_ha_status(self, topic: str, payload: bytes) -> None:
-        if payload.strip() == b"online":
-            logger.info("Home Assistant is online: re-sending discovery")
-            self.send_discovery()
+        if self.config.homeassistant.discovery:
+            # Home Assistant subscribes to a new entity's state topic a moment after its config
+            # arrives; with on_change the next prediction may be a heartbeat away, so send the
+            # current state again once it listens.
+            self.publisher.resend_newest(DISCOVERY_SETTLE_S)
 
     def _reply(self, ok: bool, detail: str) -> None:
         self.publisher.send_now(self.result_topic, json.dumps({"ok": ok, "detail": detail,
@@ -261,6 +278,7 @@ class Hub:
         data.update({"ts": contract.iso_utc(time.time()), "uptime_s": round(time.monotonic() - self._started, 1),
                      "spool_depth": spool.depth(), "spool_dropped": spool.dropped,
                      "cpu_temp_c": cpu_temperature_c(), "commands_rejected": self.rejected})
+        data.update(self.publisher.metrics())
         return data
 
     def _metrics_loop(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -117,11 +118,12 @@ def _need(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wher
 
 
 def _floats(value: Any, n: int, field: str, where: str) -> tuple[float, ...]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return (float(value),) * n
-    if isinstance(value, Sequence) and len(value) == n and all(isinstance(v, (int, float)) for v in value):
+    if (isinstance(value, Sequence) and len(value) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
         return tuple(float(v) for v in value)
-    raise ModelError(f"{where}: field 'input.{field}' must be a number or a list of {n} numbers")
+    raise ModelError(f"{where}: field 'input.{field}' must be a finite number or a list of {n} finite numbers")
 
 
 def parse_image_input(data: Mapping[str, Any], where: str) -> ImageInput:
@@ -190,10 +192,23 @@ def load(path: Path) -> Manifest:
     except OSError as e:
         raise ModelError(f"manifest {path}: cannot read ({e.strerror})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         raise ModelError(f"manifest {path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except _NonFinite as e:
+        raise ModelError(f"manifest {path}: {e} is not a number JSON allows (NaN and Infinity are refused)") from None
+    except RecursionError:
+        raise ModelError(f"manifest {path}: nested too deeply to be a manifest") from None
     return parse(data, f"manifest {path}")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    """``json.loads`` accepts NaN, Infinity and -Infinity by default; a manifest must not."""
+    raise _NonFinite(name)
 
 
 def verify_sha256(model_path: Path, manifest: Manifest) -> None:

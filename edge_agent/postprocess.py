@@ -1,7 +1,7 @@
 """Scores → prediction → publish or not. Pure functions and two tiny stateful helpers.
 
 The policy mirrors what Home Assistant users expect of a sensor: a confident label, smoothed so
-one odd frame does not flap the state, published either at a bounded rate or only when it changes.
+one odd frame does not flap the state, published when it changes (plus a heartbeat), at a bounded rate.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
@@ -67,27 +67,46 @@ class Smoother:
         self._sum = None
 
 
+DEFAULT_MAX_RATE: Final = 2.0  # messages a second at most, however the label flaps (0: no ceiling)
+DEFAULT_HEARTBEAT_S: Final = 60.0  # a steady scene still says it is alive this often (0: never)
+
+
 @dataclasses.dataclass
 class PublishPolicy:
     """Decides whether a prediction is published.
 
     - below ``threshold``: never published (the hub keeps its last state);
-    - ``on_change``: only when the label changes; a new label must reach ``threshold +
+    - ``on_change`` (the default): only when the label changes; a new label must reach ``threshold +
       hysteresis`` to replace the current one, so two close scores do not flap;
-    - ``max_rate`` > 0: at most that many messages per second (the first is always sent).
+    - ``heartbeat_s`` > 0: with ``on_change``, the current label is published again when nothing was
+      published for that long (the default 60 s: a hub sees the agent alive; ~1440 messages a day);
+    - ``max_rate`` > 0: at most that many messages per second (the first is always sent); the
+      default ceiling is :data:`DEFAULT_MAX_RATE`.
+
+    The defaults are what a Home Assistant user wants: a steady scene costs one message a minute
+    (one recorder row), a change is published at once. ``on_change = false, max_rate = 0`` publishes
+    every confident frame (30 a second from a 30 fps camera).
     """
 
     threshold: float = 0.5
-    max_rate: float = 0.0
-    on_change: bool = False
+    max_rate: float = DEFAULT_MAX_RATE
+    on_change: bool = True
     hysteresis: float = 0.1
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
     _last_label: str | None = None
     _last_time: float | None = None
+
+    @classmethod
+    def from_config(cls, pp: Any) -> PublishPolicy:
+        """From a :class:`~edge_agent.config.PostprocessConfig`."""
+        return cls(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis, pp.heartbeat_s)
 
     def decide(self, prediction: Prediction, now: float) -> bool:
         if prediction.score < self.threshold:
             return False
-        if self.on_change:
+        heartbeat = (self.on_change and self.heartbeat_s > 0 and self._last_time is not None
+                     and now - self._last_time >= self.heartbeat_s)
+        if self.on_change and not heartbeat:
             if prediction.label == self._last_label:
                 return False
             if self._last_label is not None and prediction.score < self.threshold + self.hysteresis:

@@ -110,6 +110,7 @@ def make_agent(model_path: Path, configure: Callable[[Config], None], publisher:
     cfg = Config(task=model_path.stem if model_path.stem in ("activity", "machine") else "custom",
                  device_id="bench")
     cfg.postprocess.threshold = 0.0
+    cfg.postprocess.on_change, cfg.postprocess.max_rate = False, 0.0  # every window (the default: on change)
     configure(cfg)
     man = manifest_mod.load(model_path.with_suffix(".json"))
     model = sensor.load(model_path, man, cfg)

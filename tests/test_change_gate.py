@@ -27,7 +27,7 @@ def scene_video(path: Path) -> Path:
 
 def predictions(model: Path, source: Path, *extra: str) -> tuple[list[dict[str, object]], str]:
     result = run_agent(["--model", str(model), "--source", str(source), "--sink", "stdout", "--task", "custom",
-                        "--threshold", "0", "--max-rate", "0", *extra])
+                        "--threshold", "0", "--no-on-change", "--max-rate", "0", *extra])
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines()], result.stderr
 

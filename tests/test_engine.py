@@ -117,6 +117,7 @@ def test_edgetpu_missing_device_is_one_line(int8_model: Path, video: Path, edget
 
 def test_edgetpu_present_runs_through_the_delegate(int8_model: Path, video: Path, edgetpu_stub: Path) -> None:
     result = run_agent(["--model", str(int8_model), "--source", str(video), "--sink", "stdout", "--threshold", "0",
+                        "--no-on-change", "--max-rate", "0",
                         "--edgetpu", "usb", "--max-frames", "5"], env=_tpu_env(edgetpu_stub, devices="usb:0"))
     assert result.returncode == 0, result.stderr
     assert "edgetpu:usb" in result.stderr
@@ -126,6 +127,7 @@ def test_edgetpu_present_runs_through_the_delegate(int8_model: Path, video: Path
 def test_edgetpu_fallback_runs_on_cpu_with_a_warning(int8_model: Path, tmp_path: Path, edgetpu_stub: Path) -> None:
     clip = make_video(tmp_path / "clip.mp4", frames=5)
     result = run_agent(["--model", str(int8_model), "--source", str(clip), "--sink", "stdout", "--threshold", "0",
+                        "--no-on-change", "--max-rate", "0",
                         "--edgetpu", "pci", "--edgetpu-fallback"], env=_tpu_env(edgetpu_stub, devices="usb:0"))
     assert result.returncode == 0, result.stderr
     assert "running on the CPU instead" in result.stderr

@@ -10,7 +10,12 @@ from edge_agent import config as config_mod
 
 def test_every_flag_sets_the_field_it_names_and_only_that() -> None:
     flags = list(cli.all_flags())
-    assert len({f.dest for f in flags}) == len(flags) and len({f.field for f in flags}) == len(flags)
+    # one flag per field, except a true/false pair for a boolean (--on-change / --no-on-change)
+    assert len({(f.dest, f.action) for f in flags}) == len(flags)
+    assert len({(f.field, f.action) for f in flags}) == len(flags)
+    for field in {f.field for f in flags}:
+        same = [f for f in flags if f.field == field]
+        assert len(same) == 1 or sorted(f.action for f in same) == ["off", "on"], field
     samples = {int: "7", float: "0.25", str: "x"}
     for f in flags:
         kind = config_mod.field_type(f.field)

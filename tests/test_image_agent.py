@@ -16,7 +16,8 @@ CONTRACT_FIELDS = {"task", "label", "score", "top", "ts", "frame_ts", "seq", "la
 
 def agent_args(model: Path, video: Path, broker: Broker, *extra: str) -> list[str]:
     return ["--model", str(model), "--source", str(video), "--mqtt-host", broker.host,
-            "--mqtt-port", str(broker.port), "--device-id", "pi1", "--task", "custom", "--threshold", "0", *extra]
+            "--mqtt-port", str(broker.port), "--device-id", "pi1", "--task", "custom", "--threshold", "0",
+                "--no-on-change", "--max-rate", "0", *extra]
 
 
 def test_predictions_reach_a_real_subscriber_in_seq_order(int8_model: Path, video: Path, broker: Broker) -> None:
@@ -77,6 +78,7 @@ def test_broker_absent_at_start_then_appears(int8_model: Path, video: Path, brok
 
 def test_stdout_sink_needs_no_broker(int8_model: Path, video: Path) -> None:
     result = run_agent(["--model", str(int8_model), "--source", str(video), "--sink", "stdout", "--threshold", "0",
+                        "--no-on-change", "--max-rate", "0",
                         "--task", "custom"])
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -85,6 +87,7 @@ def test_stdout_sink_needs_no_broker(int8_model: Path, video: Path) -> None:
 
 def test_on_change_publishes_only_label_changes(int8_model: Path, video: Path) -> None:
     result = run_agent(["--model", str(int8_model), "--source", str(video), "--sink", "stdout", "--threshold", "0",
+                        "--no-on-change", "--max-rate", "0",
                         "--hysteresis", "0", "--on-change", "--task", "custom"])
     labels = [json.loads(line)["label"] for line in result.stdout.splitlines()]
     assert labels, result.stderr

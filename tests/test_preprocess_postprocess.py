@@ -87,9 +87,9 @@ def test_policy_threshold_rate_and_on_change_with_hysteresis() -> None:
     policy = PublishPolicy(threshold=0.5)
     assert not policy.decide(_p("a", 0.4), 0.0)
     assert policy.decide(_p("a", 0.6), 0.0)
-    rate = PublishPolicy(threshold=0.0, max_rate=2.0)
+    rate = PublishPolicy(threshold=0.0, max_rate=2.0, on_change=False)
     assert [rate.decide(_p("a", 1), t) for t in (0.0, 0.2, 0.5, 0.6, 1.0)] == [True, False, True, False, True]
-    change = PublishPolicy(threshold=0.5, on_change=True, hysteresis=0.2)
+    change = PublishPolicy(threshold=0.5, on_change=True, hysteresis=0.2, max_rate=0)
     assert change.decide(_p("a", 0.6), 0)
     assert not change.decide(_p("a", 0.9), 1)  # same label
     assert not change.decide(_p("b", 0.6), 2)  # a new label below threshold + hysteresis does not flap

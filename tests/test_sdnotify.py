@@ -229,7 +229,8 @@ def test_ready_after_first_inference_watchdog_while_running_none_when_stuck(
     camera = MjpegCamera(fps=20)
     env = agent_env(NOTIFY_SOCKET=notify_socket.address, WATCHDOG_USEC=str(int(WATCHDOG_S * 1e6)))
     log = tmp_path / "agent.log"
-    proc = _start(["--source", camera.url, "--model", str(int8_model), "--sink", "stdout", "--threshold", "0"],
+    proc = _start(["--source", camera.url, "--model", str(int8_model), "--sink", "stdout", "--threshold", "0",
+                   "--no-on-change", "--max-rate", "0"],
                   env, log)
     try:
         assert camera.connected.wait(60), log.read_text()

@@ -259,6 +259,7 @@ def test_remote_control_and_reload_keep_seq_and_change_the_policy(models: dict[s
     agent.apply(Command(threshold=0.0, max_rate=0.0))
     new = Config(task="activity")
     new.postprocess.threshold = 0.0
+    new.postprocess.on_change, new.postprocess.max_rate = False, 0.0  # every window (the default: on change)
     new.source.source = str(csv)
     man = manifest_mod.load(models["activity"].with_suffix(".json"))
     agent.reconfigure(new, sensor.load(models["activity"], man, new))  # SIGHUP: same source, seq kept

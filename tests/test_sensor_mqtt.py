@@ -136,7 +136,8 @@ def test_the_command_line_runs_an_imu_over_mqtt(model: Path, broker: Broker) -> 
     sub = Subscriber(broker)
     args = ["--task", "activity", "--model", str(model), "--sensor-topic", "imu/cli",
             "--sensor-paths", "ax=accel.x,ay=accel.y,az=accel.z", "--mqtt-host", broker.host,
-            "--mqtt-port", str(broker.port), "--device-id", "cli", "--threshold", "0", "--log-level", "info"]
+            "--mqtt-port", str(broker.port), "--device-id", "cli", "--threshold", "0", "--no-on-change",
+            "--max-rate", "0", "--log-level", "info"]
     with running(start_agent(args, env=agent_env())) as proc:
         assert _wait(lambda: sub.raw("edge-agent/cli/status") == [b"online"] or proc.poll() is not None, 30)
         assert proc.poll() is None
@@ -207,7 +208,8 @@ def test_the_command_line_reads_a_serial_line_and_validates_a_sensor_config(mode
     try:
         proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "--task", "activity", "--model", str(model),
                                  "--serial", os.ttyname(slave), "--sink", "stdout", "--threshold", "0",
-                                 "--max-frames", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 "--no-on-change", "--max-rate", "0", "--max-frames", "3"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=agent_env(), cwd=REPO)
         t, x = walk(10.0)
         time.sleep(3.0)  # the agent opens the port

@@ -55,6 +55,7 @@ def test_sigterm_mid_stream_exits_0_fast_and_loses_nothing(
 ) -> None:
     log = tmp_path / "agent.log"
     proc = _start(["--source", str(video), "--loop", "--model", str(int8_model), "--threshold", "0",
+                   "--no-on-change", "--max-rate", "0",
                    "--device-id", DEVICE, "--mqtt-host", broker.host, "--mqtt-port", str(broker.port),
                    "--qos", "1"], log)
     try:
@@ -89,7 +90,7 @@ def _write_config(path: Path, broker: Broker, model: Path, video: Path, threshol
         f'task = "custom"\ndevice_id = "{DEVICE}"\n\n'
         f'[model]\npath = "{model}"\n\n'
         f'[source]\nsource = "{video}"\nloop = true\nrealtime = true\n\n'
-        f"[postprocess]\nthreshold = {threshold}\n\n"
+        f"[postprocess]\nthreshold = {threshold}\non_change = false\nmax_rate = 0.0\n\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "sighup-agent"\n'
     )
 

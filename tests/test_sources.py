@@ -17,7 +17,7 @@ from tests.mjpeg import MjpegCamera
 def test_unplugged_camera_is_reopened_with_backoff_and_the_agent_lives_on(int8_model: Path) -> None:
     camera = MjpegCamera().start()
     proc = start_agent(["--task", "custom", "--model", str(int8_model), "--source", camera.url, "--sink", "stdout",
-                        "--threshold", "0", "--threads", "1"])
+                        "--threshold", "0", "--no-on-change", "--max-rate", "0", "--threads", "1"])
     with running(proc):
         assert proc.stdout is not None
         first = [json.loads(proc.stdout.readline()) for _ in range(5)]
@@ -42,7 +42,7 @@ def test_folder_of_images_skips_unreadable_files(int8_model: Path, tmp_path: Pat
         cv2.imwrite(str(tmp_path / f"img{i}.jpg"), np.full((120, 160, 3), i * 80, np.uint8))
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     result = run_agent(["--task", "custom", "--model", str(int8_model), "--source", str(tmp_path), "--sink",
-                        "stdout", "--threshold", "0"])
+                        "stdout", "--threshold", "0", "--no-on-change", "--max-rate", "0"])
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 3
     assert "skipping" in result.stderr and "broken.jpg" in result.stderr
@@ -55,7 +55,7 @@ def test_empty_folder_is_one_line(int8_model: Path, tmp_path: Path) -> None:
 
 def test_loop_replays_a_video(int8_model: Path, video: Path) -> None:
     result = run_agent(["--task", "custom", "--model", str(int8_model), "--source", str(video), "--sink", "stdout",
-                        "--threshold", "0", "--loop", "--max-frames", "75"])
+                        "--threshold", "0", "--no-on-change", "--max-rate", "0", "--loop", "--max-frames", "75"])
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 75  # the clip has 30 frames
 

@@ -41,5 +41,9 @@ def test_sqlite_spool_survives_reopening_and_drops_by_age(tmp_path: Path) -> Non
 def test_unopenable_spool_falls_back_to_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "dir.sqlite").mkdir()
     spool = open_spool(tmp_path / "dir.sqlite", 10, 60)
-    assert isinstance(spool, MemorySpool)
     assert "keeping predictions in memory" in caplog.text
+    ids = [spool.put("t", b"%d" % i, 1, False) for i in range(12)]
+    assert spool.depth() == 10 and spool.dropped == 2, "the memory fallback keeps the configured bounds"
+    spool.ack(ids[2])
+    assert [m.payload for m in spool.after(0, 3)] == [b"3", b"4", b"5"]
+    spool.close()

@@ -80,7 +80,7 @@ def test_drain_gives_up_on_a_worker_that_never_returns() -> None:
 
 def _predictions(model: Path, video: Path, *extra: str) -> list[dict[str, object]]:
     result = run_agent(["--model", str(model), "--source", str(video), "--sink", "stdout", "--threshold", "0",
-                        "--task", "custom", "--threads", "1", *extra])
+                        "--no-on-change", "--max-rate", "0", "--task", "custom", "--threads", "1", *extra])
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines()]
 

@@ -86,6 +86,7 @@ def agent_config(ctx: Context, model: Path, threads: int, source: Path, labels: 
     cfg.model.labels = str(labels) if labels else None
     cfg.source.source, cfg.source.loop = str(source), True
     cfg.postprocess.threshold = 0.0  # publish every frame: the publish stage is part of the cost
+    cfg.postprocess.on_change, cfg.postprocess.max_rate = False, 0.0  # (the defaults publish on change)
     if a.mqtt_host:
         cfg.sink, cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.qos = "mqtt", a.mqtt_host, a.mqtt_port, 1
         # a spool of this run's own: one left by an earlier run would replay its messages into our count

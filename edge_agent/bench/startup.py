@@ -39,7 +39,8 @@ def bench_startup(ctx: Context, model: Path, threads: int) -> dict[str, Any]:
     labels = ctx.labels_for(model, int(np.prod(interp.get_output_details()[0]["shape"])))
     del interp
     cmd = ["-m", "edge_agent", "--model", str(model), "--source", str(ctx.source),
-           "--sink", "stdout", "--task", "custom", "--threshold", "0", "--threads", str(threads),
+           "--sink", "stdout", "--task", "custom", "--threshold", "0", "--no-on-change", "--max-rate", "0",
+           "--threads", str(threads),
            "--max-frames", str(STARTUP_FRAMES), "--log-level", "warning"]
     if labels:
         cmd += ["--labels", str(labels)]

@@ -48,6 +48,9 @@ class OpenCVSource:
         self.width, self.height, self.fps = width, height, fps
         self.name = f"camera {target}" if isinstance(target, int) or str(target).startswith("/dev/") else str(target)
         self._cap: cv2.VideoCapture | None = None
+        # a network stream (rtsp://, http://) that is not up at start is retried, not an error:
+        # after a power cut the agent boots before the camera does
+        self.retry_open = live and isinstance(target, str) and "://" in target
 
     def open(self) -> None:
         device = _camera_device(self.target)

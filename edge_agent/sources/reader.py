@@ -8,6 +8,10 @@ inference, but a frame is not decoded (and stamped) long before it is used. Read
 longer queue added a full inference period of capture → publish latency per queued frame
 (measured by tools/bench.py: p50 105 ms → 2 invokes at ~18 ms each) for no gain in throughput.
 A live source that fails is closed and reopened with exponential backoff; the process lives on.
+A source that says ``retry_open`` (a network stream) and is not reachable at start is retried the
+same way instead of failing the start: after a power cut the agent often boots before the camera
+or the network. A local camera or file that does not exist still fails at start (exit 2): that
+is a config mistake, not a boot order.
 
 ``prepare`` (set by the service to the model's resize) runs in the reader thread when that is
 where the spare time is: if the consumer is busy (inferring the previous frame) when a frame has
@@ -60,6 +64,7 @@ class FrameReader:
         self._thread: threading.Thread | None = None
         self._consumer_waiting = False  # get() is blocked for a frame: hand the next one over unprepared
         self.error: str | None = None
+        self.waiting = False  # a network stream not reachable since the start: being retried
 
     @property
     def ended(self) -> bool:
@@ -67,9 +72,17 @@ class FrameReader:
         return self._ended.is_set() and self._queue.empty() and self._latest is None
 
     def start(self) -> None:
-        """Open the source now, so a wrong camera or file is reported at start-up, then read on."""
-        self.source.open()
-        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        """Open the source now, so a wrong camera or file is reported at start-up, then read on.
+        A network stream that is not up yet is not an error: the reader retries it with backoff."""
+        pending: str | None = None
+        try:
+            self.source.open()
+        except SourceError as e:
+            if not getattr(self.source, "retry_open", False):
+                raise
+            pending = f"{e} (not up yet?)"
+            self.waiting = True
+        self._thread = threading.Thread(target=self._run, args=(pending,), name="frame-reader", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -122,9 +135,13 @@ class FrameReader:
             except queue.Full:
                 continue
 
-    def _run(self) -> None:
+    def _run(self, pending: str | None = None) -> None:
         index = 0
         try:
+            if pending is not None:
+                if not self._reopen(pending):
+                    return
+                self.waiting = False
             while not self._stop.is_set():
                 if not self.source.live and not self._wait_for_slot():
                     return
