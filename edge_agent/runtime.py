@@ -8,7 +8,11 @@ watchdog, the status line, remote control and exit codes.
                         agent.process(item)        → "ready" after the first inference, watchdog ping
 
 No input, no watchdog ping: a camera or microphone that hangs without failing gets the service
-restarted by systemd's ``WatchdogSec``. An agent whose source failed for good (``agent.error``)
+restarted by systemd's ``WatchdogSec``. Nor while the publisher is unhealthy (connected, yet a
+message has waited too long for its acknowledgement; a dead sender thread): work that cannot
+leave must not look alive. A source that is merely not up yet (``agent.waiting``: a network
+camera still booting) is pinged for, and said in the status line: a restart would not help it.
+An agent whose source failed for good (``agent.error``)
 ends the run with exit code 1; the end of a file is exit code 0.
 """
 
@@ -103,6 +107,12 @@ def run_loop(agent: Agent, publisher: Publisher, controls: Controls,
         if item is None:
             if agent.ended:
                 break
+            if agent.waiting:  # a source not up yet (a camera booting): alive, retrying, reported
+                notifier.watchdog()
+                now = time.monotonic()
+                if now >= next_status:
+                    notifier.status(f"waiting for the source; {agent.status()}")
+                    next_status = now + STATUS_EVERY_S
             continue
         if hook is not None:
             hook.stage("wait", (time.perf_counter() - t0) * 1000)
@@ -119,10 +129,11 @@ def run_loop(agent: Agent, publisher: Publisher, controls: Controls,
         if not ready and agent.inferences:
             notifier.ready()  # the model has run on real input: we are in service
             ready = True
-        notifier.watchdog()
+        if publisher.healthy():  # predictions leave, or wait safely in the spool
+            notifier.watchdog()
         now = time.monotonic()
         if now >= next_status:
-            notifier.status(agent.status())
+            notifier.status(f"{agent.status()}; {publisher.state}")
             next_status = now + STATUS_EVERY_S
         if controls.max_frames and processed >= controls.max_frames:
             break

@@ -82,6 +82,13 @@ class NullPublisher:
     def stop(self) -> None:
         pass
 
+    def healthy(self) -> bool:
+        return True
+
+    @property
+    def state(self) -> str:
+        return "not started"
+
 
 def load_model(config: Config) -> tuple[str, Any]:
     """(kind, model) for this config: the shared checks, then the kind's own."""

@@ -104,6 +104,11 @@ class Collect:
     def stop(self) -> None:
         pass
 
+    def healthy(self) -> bool:
+        return True
+
+    state = "collecting"
+
 
 def make_agent(model_path: Path, configure: Callable[[Config], None], publisher: Any = None,
                source: Any = None) -> sensor.SensorAgent:

@@ -48,6 +48,12 @@ class Agent(Protocol):
         ...
 
     @property
+    def waiting(self) -> bool:
+        """True while the source is not up yet and is being retried (a network camera booting):
+        the loop keeps the service alive and says so, rather than getting it restarted."""
+        ...
+
+    @property
     def error(self) -> str | None:
         """Why the source stopped for good (exit 1), or None after a clean end."""
         ...

@@ -187,6 +187,10 @@ class ImageAgent:
         return self.reader.ended and not (self.pool and self.pool.pending)
 
     @property
+    def waiting(self) -> bool:
+        return self.reader.waiting
+
+    @property
     def error(self) -> str | None:
         return self.reader.error
 
@@ -236,7 +240,7 @@ class ImageAgent:
         self.model: ImageModel = model
         pp = config.postprocess
         self.smoother = Smoother(pp.smoothing)
-        self.policy = PublishPolicy(pp.threshold, pp.max_rate, pp.on_change, pp.hysteresis)
+        self.policy = PublishPolicy.from_config(pp)
         self.subtopic = f"{config.task}/prediction"
         self._inference = ImageInference(model)
         self.reader.prepare = self._inference.prepare  # the resize runs in the reader thread, overlapped

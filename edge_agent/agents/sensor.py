@@ -114,8 +114,8 @@ class SensorAgent:
             self.windower = series.Windower(model.spec)
             self._pending.clear()
         p = config.postprocess
-        self.policy = PublishPolicy(threshold=p.threshold if model.anomaly is None else 0.0, max_rate=p.max_rate,
-                                    on_change=p.on_change, hysteresis=p.hysteresis)
+        self.policy = dataclasses.replace(PublishPolicy.from_config(p),
+                                          threshold=p.threshold if model.anomaly is None else 0.0)
         self.smoother = Smoother(p.smoothing)
         self.stale_s = stale_after_s(config, model.spec)
 
@@ -127,6 +127,10 @@ class SensorAgent:
     @property
     def ended(self) -> bool:
         return (self.source.ended or self.source.error is not None) and not self._pending
+
+    @property
+    def waiting(self) -> bool:
+        return False  # a silent sensor is said in the status line (stale), and gets no watchdog ping
 
     @property
     def error(self) -> str | None:

@@ -100,6 +100,10 @@ class VoiceAgent:
         return self._ended or self.source.ended
 
     @property
+    def waiting(self) -> bool:
+        return False  # a microphone is there at start or the start fails; a lost one is reopened in read()
+
+    @property
     def error(self) -> str | None:
         return self._error
 

@@ -41,6 +41,13 @@ class Nothing:
     def stop(self) -> None:
         pass
 
+    def healthy(self) -> bool:
+        return True
+
+    @property
+    def state(self) -> str:
+        return "nothing"
+
 
 class Pushed:
     """A live source that hands out pre-made samples ``chunk`` at a time (no I/O in the timing)."""

@@ -19,4 +19,13 @@ class Publisher(Protocol):
 
     def flush(self, timeout: float) -> bool: ...
 
+    def healthy(self) -> bool:
+        """Messages leave, or are kept safely until they can: what the service watchdog is pinged on."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """One word or short line for the status: "connected", "unreachable: ...", "stdout"."""
+        ...
+
     def stop(self) -> None: ...

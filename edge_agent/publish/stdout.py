@@ -28,3 +28,10 @@ class StdoutPublisher:
 
     def stop(self) -> None:
         self.flush(0)
+
+    def healthy(self) -> bool:
+        return True  # a write that fails raises (BrokenPipeError ends the run); nothing is held back
+
+    @property
+    def state(self) -> str:
+        return "stdout"
