@@ -23,8 +23,16 @@ def device_topic(prefix: str, device_id: str, subtopic: str) -> str:
     return f"{prefix}/{device_id}/{subtopic}"
 
 
+VOICE_COMMAND_SUBTOPIC: Final = "voice/command"  # one message per announced voice command
+
+
+def prediction_subtopic(task: str) -> str:
+    """Below ``{prefix}/{device_id}/``: where image and sensor predictions of ``task`` go."""
+    return f"{task}/prediction"
+
+
 def prediction_topic(prefix: str, device_id: str, task: str) -> str:
-    return device_topic(prefix, device_id, f"{task}/prediction")
+    return device_topic(prefix, device_id, prediction_subtopic(task))
 
 
 def iso_utc(ts: float) -> str:

@@ -70,7 +70,7 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
               else {})
     messages: list[tuple[str, dict[str, Any]]] = []
     if task == "voice":
-        topic = contract.device_topic(prefix, device, "voice/command")
+        topic = contract.device_topic(prefix, device, contract.VOICE_COMMAND_SUBTOPIC)
         commands = [label for label in labels if not label.startswith("_")]
         messages.append((f"{disc}/event/{device}/voice_command/config", {
             "name": "Voice command", "unique_id": f"edge_agent_{device}_voice_command",

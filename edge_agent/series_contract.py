@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from . import contract
 from .contract import iso_utc, stamp
 from .postprocess import Prediction
 
@@ -22,8 +23,7 @@ ICONS: Final = {"activity": "mdi:run", "location": "mdi:map-marker", "machine": 
                 "intrusion": "mdi:shield-alert"}
 
 
-def prediction_subtopic(task: str) -> str:
-    return f"{task}/prediction"
+prediction_subtopic = contract.prediction_subtopic  # the same topics as image predictions
 
 
 def is_anomaly(labels: Sequence[str]) -> bool:

@@ -241,7 +241,7 @@ class ImageAgent:
         pp = config.postprocess
         self.smoother = Smoother(pp.smoothing)
         self.policy = PublishPolicy.from_config(pp)
-        self.subtopic = f"{config.task}/prediction"
+        self.subtopic = contract.prediction_subtopic(config.task)
         self._inference = ImageInference(model)
         self.reader.prepare = self._inference.prepare  # the resize runs in the reader thread, overlapped
         self.pool = make_pool(model, config)

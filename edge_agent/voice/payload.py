@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ..contract import iso_utc, stamp
+from ..contract import VOICE_COMMAND_SUBTOPIC, iso_utc, stamp
 
-SUBTOPIC: Final = "voice/command"
+SUBTOPIC: Final = VOICE_COMMAND_SUBTOPIC
 
 
 def command_payload(
