@@ -262,17 +262,10 @@ def check_edgetpu(cfg: config_mod.Config) -> list[Check]:
 def probe_broker(m: config_mod.MqttConfig, timeout: float = BROKER_TIMEOUT_S) -> tuple[bool, str]:
     """A real MQTT connect with the configured credentials and TLS, then a clean disconnect.
     Its own client id, so a running agent is not kicked off the broker."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from .mqtt_client import make_client  # the agent's own set-up: protocol, credentials, TLS
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-doctor-{os.getpid()}",
-                         protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311)
+    client = make_client(m, f"edge-agent-doctor-{os.getpid()}")
     client.connect_timeout = timeout
-    if m.username is not None:
-        client.username_pw_set(m.username, m.password)
-    if m.tls or m.ca or m.cert:
-        client.tls_set(ca_certs=m.ca, certfile=m.cert, keyfile=m.key, cert_reqs=ssl.CERT_REQUIRED)
-        client.tls_insecure_set(m.tls_insecure)
     answer: dict[str, Any] = {}
     done = threading.Event()
 

@@ -66,7 +66,8 @@ class Runtime:
 
 
 class NullPublisher:
-    """What ``--validate-config`` builds instead of a real publisher: it opens no spool."""
+    """A publisher that keeps nothing: what ``--validate-config`` builds instead of a real one (it
+    opens no spool), and the bench's sink when publishing is not what it measures."""
 
     fatal: str | None = None
 

@@ -21,32 +21,10 @@ import numpy as np
 from .. import manifest
 from ..agents import sensor
 from ..config import Config
+from ..service import NullPublisher
 from ..sources.series import Samples
 from ..tasks import TASKS
 from .common import Context, summarize, thread_counts
-
-
-class Nothing:
-    fatal = None
-
-    def start(self) -> None:
-        pass
-
-    def publish(self, subtopic: str, payload: dict[str, Any]) -> None:
-        pass
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def stop(self) -> None:
-        pass
-
-    def healthy(self) -> bool:
-        return True
-
-    @property
-    def state(self) -> str:
-        return "nothing"
 
 
 class Pushed:
@@ -105,7 +83,7 @@ def bench_series(path: Path, windows: int, chunk: int, threads: int) -> dict[str
     t = np.arange(n) / rate
     x = spec.mean + spec.std * rng.normal(0, 1, (n, len(spec.channels)))
     hook = Hook()
-    agent = sensor.SensorAgent(cfg, model, Nothing(), source=Pushed(t, x, chunk), hook=hook)
+    agent = sensor.SensorAgent(cfg, model, NullPublisher(), source=Pushed(t, x, chunk), hook=hook)
     stop = threading.Event()
     agent.start()
     front = 0.0

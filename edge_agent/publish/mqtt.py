@@ -57,10 +57,10 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from .. import contract
 from ..config import MqttConfig
+from ..mqtt_client import make_client
 from .spool import MemorySpool, Message, Spool, unsendable
 from .throttle import Throttle
 
@@ -320,17 +320,8 @@ class MqttPublisher:
 
     # -- connection thread --------------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
-        cfg = self.cfg
-        protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol,
-                             reconnect_on_failure=False)
+        client = make_client(self.cfg, self.client_id, reconnect_on_failure=False)
         client.max_inflight_messages_set(WINDOW + 8)  # our window plus status and discovery
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls or cfg.ca or cfg.cert:
-            client.tls_set(ca_certs=cfg.ca, certfile=cfg.cert, keyfile=cfg.key, cert_reqs=ssl.CERT_REQUIRED)
-            if cfg.tls_insecure:
-                client.tls_insecure_set(True)
         client.will_set(self.status_topic, contract.STATUS_OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

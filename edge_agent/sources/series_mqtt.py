@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -21,9 +20,9 @@ from typing import Any, Final
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import Config
+from ..mqtt_client import make_client
 from .series import RecordParser, Samples
 
 logger = logging.getLogger(__name__)
@@ -62,14 +61,7 @@ class MqttSeriesSource:
 
     def open(self) -> None:
         cfg = self.cfg
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls or cfg.ca or cfg.cert:
-            client.tls_set(ca_certs=cfg.ca, certfile=cfg.cert, keyfile=cfg.key, cert_reqs=ssl.CERT_REQUIRED)
-            if cfg.tls_insecure:
-                client.tls_insecure_set(True)
+        client = make_client(cfg, self.client_id)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
