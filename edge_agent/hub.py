@@ -54,9 +54,14 @@ def _device_block(device_id: str) -> dict[str, Any]:
             "manufacturer": "edge-agent", "model": board_model(), "sw_version": __version__}
 
 
-def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, config payload) for each entity of this task."""
+def discovery_messages(config: Config, labels: Sequence[str], kind: str | None = None,
+                       ) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, config payload) for each entity of this task. ``kind`` is the model's kind of input
+    (the manifest's, so a custom audio or sensor model gets the entities of its kind); by default
+    the task's."""
     prefix, device, task = config.mqtt.topic_prefix, config.device_id, config.task
+    spec = tasks.TASKS.get(task)
+    kind = kind or (spec.kind if spec is not None else "image")
     disc = config.homeassistant.prefix
     availability = [{"topic": contract.status_topic(prefix, device), "payload_available": contract.STATUS_ONLINE,
                      "payload_not_available": contract.STATUS_OFFLINE}]
@@ -69,7 +74,7 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
     expiry = ({"expire_after": int(EXPIRE_HEARTBEATS * pp.heartbeat_s)} if pp.on_change and pp.heartbeat_s > 0
               else {})
     messages: list[tuple[str, dict[str, Any]]] = []
-    if task == "voice":
+    if kind == "audio":
         topic = contract.device_topic(prefix, device, contract.VOICE_COMMAND_SUBTOPIC)
         commands = [label for label in labels if not label.startswith("_")]
         messages.append((f"{disc}/event/{device}/voice_command/config", {
@@ -79,8 +84,7 @@ def discovery_messages(config: Config, labels: Sequence[str]) -> list[tuple[str,
             "icon": ICONS["voice"], **common}))
         return messages
     state = contract.prediction_topic(prefix, device, task)
-    spec = tasks.TASKS.get(task)
-    if spec is not None and spec.kind == "series":  # built-in sensor tasks (a custom one: see docs/SENSORS.md)
+    if kind == "series":
         return series_contract.discovery(disc, device, task, labels, state, common)
     messages.append((f"{disc}/sensor/{device}/{task}_label/config", {
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
@@ -198,8 +202,9 @@ class Hub:
     :meth:`metrics` its numbers through ``stats``."""
 
     def __init__(self, config: Config, publisher: MqttPublisher, labels: Sequence[str],
-                 info: dict[str, Any], stats: Callable[[], dict[str, Any]]) -> None:
+                 info: dict[str, Any], stats: Callable[[], dict[str, Any]], kind: str | None = None) -> None:
         self.config = config
+        self.kind = kind
         self.publisher = publisher
         self.labels = tuple(labels)
         self.info = info
@@ -243,7 +248,7 @@ class Hub:
             self.send_discovery()
 
     def send_discovery(self) -> None:
-        for topic, payload in discovery_messages(self.config, self.labels):
+        for topic, payload in discovery_messages(self.config, self.labels, self.kind):
             data = json.dumps(payload) if self.config.homeassistant.discovery else ""
             self.publisher.send_now(topic, data, qos=1, retain=True)
         self.discovery_sent += 1

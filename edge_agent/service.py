@@ -137,7 +137,7 @@ def build(config: Config, *, dry: bool = False, hook: StageHook | None = None,
     agent = KINDS[kind].agent(config, model, publisher, hook=hook)
     hub: Hub | None = None
     if isinstance(publisher, MqttPublisher):  # discovery, info, metrics, remote control
-        hub = Hub(config, publisher, model.labels, agent_info(config, model), agent.metrics)
+        hub = Hub(config, publisher, model.labels, agent_info(config, model), agent.metrics, kind=kind)
     return Runtime(config, kind, model, agent, publisher, hub)
 
 

@@ -218,6 +218,16 @@ def test_sensor_discovery_follows_the_home_assistant_schema(task: str, labels: t
         assert "value_json.anomaly" in messages[0][1]["value_template"]
 
 
+def test_a_custom_task_gets_the_entities_of_its_models_kind() -> None:
+    """--task custom with an anomaly (series) or keyword (audio) model: the manifest's kind, not the
+    task's default (image), decides what Home Assistant is told."""
+    config = Config(task="custom", device_id="shed")
+    assert [t.split("/")[1] for t, _ in discovery_messages(config, ("normal", "anomaly"), "series")] == \
+        ["binary_sensor", "sensor"]
+    assert [t.split("/")[1] for t, _ in discovery_messages(config, ("yes", "no", "_silence_"), "audio")] == ["event"]
+    assert next(t.split("/")[1] for t, _ in discovery_messages(config, ("a", "b"))) == "sensor"  # image default
+
+
 def test_the_sensor_agent_never_imports_tensorflow(models: dict[str, Path], tmp_path: Path) -> None:
     import subprocess
     import sys
