@@ -171,11 +171,15 @@ def test_a_burst_of_10000_samples_is_taken_without_a_crash(model: Path, pty: tup
     try:
         writer(master, lines(t, x), chunk=65536)
         assert loop.wait(lambda: loop.agent.counts()["received"] == 10_000, timeout=60)
+        windows = (5000 - 50) // 25 + 1
+        # every window is either inferred or counted as dropped; the loop may still be windowing the
+        # last samples it read when "received" reaches 10,000, so wait for the accounting (bounded)
+        assert loop.wait(lambda: loop.agent.inferences + loop.agent.counts()["windows_dropped"] == windows,
+                         timeout=60)
         assert loop.wait(lambda: not loop.agent._pending, timeout=60)
     finally:
         loop.close()
     c = loop.agent.counts()
-    windows = (5000 - 50) // 25 + 1
     assert loop.agent.inferences + c["windows_dropped"] == windows
     assert len(pub.messages) == loop.agent.inferences
     assert loop.agent.error is None
