@@ -17,12 +17,14 @@ error that names the channel, before anything runs.
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime
 import io
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +46,23 @@ JSON_SUFFIXES: Final = (".jsonl", ".ndjson", ".json")
 class Samples(NamedTuple):
     t: np.ndarray  # (N,) seconds
     x: np.ndarray  # (N, C) float64, manifest channel order
+
+
+def take_samples(buf: collections.deque[tuple[float, list[float]]], lock: threading.Lock, data: threading.Event,
+                 channels: int, timeout: float) -> Samples | None:
+    """Everything a reader thread buffered since the last call, as one :class:`Samples` (the live
+    sources' shared hand-off: serial and MQTT); None when nothing came within ``timeout``."""
+    if not buf and not data.wait(timeout):
+        return None
+    with lock:
+        items = list(buf)
+        buf.clear()
+        data.clear()
+    if not items:
+        return None
+    t = np.array([i[0] for i in items], np.float64)
+    x = np.array([i[1] for i in items], np.float64).reshape(len(items), channels)
+    return Samples(t, x)
 
 
 class SeriesSource(Protocol):

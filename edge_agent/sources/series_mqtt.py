@@ -18,12 +18,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-import numpy as np
 import paho.mqtt.client as mqtt
 
 from ..config import Config
 from ..mqtt_client import make_client
-from .series import RecordParser, Samples
+from .series import RecordParser, Samples, take_samples
 
 logger = logging.getLogger(__name__)
 
@@ -116,17 +115,7 @@ class MqttSeriesSource:
         self._data.set()
 
     def read(self, timeout: float) -> Samples | None:
-        if not self._buf and not self._data.wait(timeout):
-            return None
-        with self._lock:
-            items = list(self._buf)
-            self._buf.clear()
-            self._data.clear()
-        if not items:
-            return None
-        t = np.array([i[0] for i in items], np.float64)
-        x = np.array([i[1] for i in items], np.float64).reshape(len(items), len(self.channels))
-        return Samples(t, x)
+        return take_samples(self._buf, self._lock, self._data, len(self.channels), timeout)
 
     def close(self) -> None:
         if self._client is not None:

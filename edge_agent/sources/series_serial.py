@@ -21,11 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-import numpy as np
-
 from ..errors import ConfigError, SourceError
 from .base import SourceLost
-from .series import TIME_KEYS, RecordParser, Samples, check_columns, parse_time
+from .series import TIME_KEYS, RecordParser, Samples, check_columns, parse_time, take_samples
 
 logger = logging.getLogger(__name__)
 
@@ -92,17 +90,7 @@ class SerialSource:
         if self._lost:
             why, self._lost = self._lost, None
             raise SourceLost(why)
-        if not self._buf and not self._data.wait(timeout):
-            return None
-        with self._lock:
-            items = list(self._buf)
-            self._buf.clear()
-            self._data.clear()
-        if not items:
-            return None
-        t = np.array([i[0] for i in items], np.float64)
-        x = np.array([i[1] for i in items], np.float64).reshape(len(items), len(self.channels))
-        return Samples(t, x)
+        return take_samples(self._buf, self._lock, self._data, len(self.channels), timeout)
 
     def close(self) -> None:
         self._stop.set()
