@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +69,9 @@ def test_drain_gives_up_on_a_worker_that_never_returns() -> None:
     release = threading.Event()
     pool = InferencePool([lambda f: (release.wait(10), np.zeros(1, np.float32))[1]])
     pool.submit(frame(0))
-    started = time.monotonic()
     with pytest.raises(InferenceError, match="did not finish"):
         list(pool.drain(timeout=0.2))
-    assert time.monotonic() - started < 10
+    assert not release.is_set() and pool.pending == 1  # it gave up while the worker was still stuck
     release.set()
     pool.close()
 
