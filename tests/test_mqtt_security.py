@@ -96,3 +96,51 @@ def test_wrong_ca_is_one_line(int8_model: Path, video: Path, secure_broker: tupl
     result = run_agent(_args(int8_model, video, broker, other_ca, "--loop"),
                        env=agent_env(EDGE_AGENT_MQTT_PASSWORD="right-pw"), timeout=60)
     assert_one_line_error(result, "TLS certificate not trusted", "mqtt.ca")
+
+
+def test_over_tls_only_the_connection_thread_touches_the_socket(secure_broker: tuple[Broker, Path]) -> None:
+    """OpenSSL objects are not thread-safe and CPython drops the GIL in SSL_read and SSL_write: a
+    publish written in the sender's thread while the connection thread reads corrupts the heap
+    (a fresh-clone CI run died of ``malloc(): invalid size``). Every write must come from the
+    connection thread, whichever thread published, and still go out at once."""
+    import ssl
+    import sys
+    import threading
+    import time
+
+    from edge_agent.config import MqttConfig
+    from edge_agent.publish.mqtt import MqttPublisher
+    from edge_agent.publish.spool import MemorySpool
+
+    broker, ca = secure_broker
+    writers: set[str] = set()
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        code = getattr(frame, "f_code", None)
+        if event == "call" and code is not None and code.co_name in ("send", "write", "sendall") \
+                and code.co_filename == ssl.__file__:
+            writers.add(threading.current_thread().name)
+
+    cfg = MqttConfig(host=broker.host, port=broker.port, username="pi", password="right-pw", tls=True, ca=str(ca))
+    publisher = MqttPublisher(cfg, "tlsthreads", "custom", MemorySpool())
+    sub = Subscriber(broker, "edge-agent/tlsthreads/#", username="hub", password="hub-pw", ca=str(ca))
+    threading.setprofile(profile)
+    sys.setprofile(profile)
+    try:
+        publisher.start()
+        assert publisher.wait_connected(15)
+        for i in range(50):  # from this thread (discovery, replies) and, through the spool, the sender's
+            publisher.send_now("edge-agent/tlsthreads/custom/direct", f'{{"i": {i}}}', 1, False)
+            publisher.publish("custom/prediction", {"seq": i})
+        deadline = time.monotonic() + 15
+        while (len(sub.payloads("/prediction")) < 50 or len(sub.payloads("/direct")) < 50) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)  # type: ignore[arg-type]
+        publisher.stop(2.0)
+        sub.close()
+    assert [p["seq"] for p in sub.payloads("/prediction")] == list(range(50))
+    assert len(sub.payloads("/direct")) == 50
+    assert writers == {"mqtt-connection"}, writers

@@ -41,7 +41,14 @@ present state, not on history.
 Known paho traps handled: an exception in a callback kills paho's network loop while
 ``is_connected()`` still says True, so every callback is guarded and our thread watches the
 loop; ``wait_for_publish()`` raises for messages queued while disconnected even after delivery,
-so delivery is tracked with ``on_publish``.
+so delivery is tracked with ``on_publish``; and ``publish()`` called from another thread while
+our thread runs the loop writes to the socket *in the caller's thread* (paho only defers the write
+when it owns the thread, ``loop_start``), so with TLS two threads would drive one OpenSSL object at
+once (SSL_read in the loop, SSL_write in the sender; CPython releases the GIL in both), which
+corrupts the heap (seen as ``malloc(): invalid size`` and SIGABRT). Only the connection thread
+touches the socket: a no-op ``on_socket_register_write`` makes paho queue every packet, and
+:func:`run_network_loop` uses ``Client.loop()``, whose socket pair wakes ``select`` when one is
+queued.
 """
 
 from __future__ import annotations
@@ -120,6 +127,20 @@ def guarded(method: F) -> F:
 def _reason_text(reason: Any) -> str:
     value = getattr(reason, "value", None)
     return f"{reason} ({value})" if value is not None else str(reason)
+
+
+def _written_by_the_loop(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Registered so that paho queues packets instead of writing them in the publishing thread."""
+
+
+def run_network_loop(client: mqtt.Client, timeout: float = 1.0) -> mqtt.MQTTErrorCode:
+    """paho's ``loop_forever`` without its reconnect, in the calling thread, until the connection
+    ends. ``Client.loop()`` (unlike ``loop_forever``) makes the socket pair that wakes ``select``
+    when another thread queues a packet, so queued publishes go out at once, written here."""
+    rc = mqtt.MQTT_ERR_SUCCESS
+    while rc == mqtt.MQTT_ERR_SUCCESS:
+        rc = client.loop(timeout)
+    return rc
 
 
 class MqttPublisher:
@@ -327,6 +348,7 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_socket_register_write = _written_by_the_loop
         return client
 
     def _run(self) -> None:
@@ -360,7 +382,7 @@ class MqttPublisher:
             last_error = None
             connects_before = self.connects
             try:
-                client.loop_forever()
+                run_network_loop(client)
             except Exception:
                 self._log.log("loop", logging.ERROR, "MQTT network loop failed; reconnecting", exc_info=True)
             self._connected.clear()
