@@ -194,3 +194,18 @@ def test_peer_runs_the_agent_command_line_against_the_tutorial_loop(bench: Simpl
         assert summary["vs_tutorial"]["median"] == pytest.approx(row[name]["fps"] / row["tutorial_t1"]["fps"],
                                                                  abs=1e-4)
         assert row[name]["cpu_ms"] > 0
+
+
+def test_gate_measures_a_still_scene_with_and_without_the_gate(bench: SimpleNamespace, int8_model: Path) -> None:
+    """The gate mode runs the agent twice on a camera-paced still scene that changes at a known
+    frame: every field is there, and the gated run's change frame carries that frame's own scores
+    (a property of the gate, not a speed)."""
+    report = bench.run(["gate", "--model", str(int8_model), "--runs", "30", "--camera-fps", "15", "--quiet"])
+    gate = report["results"]["gate"]
+    (row,) = gate["rounds"]
+    for side, level in (("off", 0.0), ("on", 2.0)):
+        r = row[side]
+        assert r["gate"] == level and r["core_pct"] > 0 and r["still_frames"] == 30 - 10
+        assert r["change"]["seq"] == 30 and r["change"]["published"]
+    assert row["on"]["change"]["inferred_on_its_frame"] == gate["change_inferred_on_its_frame"]
+    assert gate["core_pct_on"]["rounds"] == 1 and gate["on_vs_off"]["median"] > 0

@@ -31,6 +31,7 @@ from .common import (
     thread_counts,
 )
 from .compare import mode_compare
+from .gate import mode_gate
 from .invoke import mode_invoke
 from .peer import mode_peer
 from .pipeline import mode_pipeline
@@ -46,6 +47,7 @@ ModeFn = Callable[[Context], dict[str, Any]]
 MODES: Final[dict[str, ModeFn]] = {
     "audio": mode_audio,
     "peer": mode_peer,
+    "gate": mode_gate,
     "sensor": mode_sensor,
     "invoke": mode_invoke,
     "pipeline": mode_pipeline,
@@ -75,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-startup", action="store_true", help="all: leave out the start-up measurement")
     p.add_argument("--chunk", type=int, default=10, help="sensor: samples per push (a serial line or MQTT message)")
     p.add_argument("--workers", default="1", help="peer: the agent's --workers; a list like 1,2 runs each")
+    p.add_argument("--gate-level", type=float, default=2.0,
+                   help="gate: the agent's --change-gate for the gated run (default 2.0 grey levels)")
     p.add_argument("--before", type=Path, help="peer: also run the agent of this other checkout, round by round")
     p.add_argument("--mqtt-host", help="publish through this broker (pipeline and baseline)")
     p.add_argument("--mqtt-port", type=int, default=1883)
@@ -114,7 +118,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "models": ctx.models,
         "settings": {"threads": thread_counts(ctx), "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
                      "edgetpu": args.edgetpu,
-                     "source": str(ctx.source) if args.mode not in ("invoke", "audio", "sensor") else args.source,
+                     "source": args.source if args.mode in ("invoke", "audio", "sensor", "gate") else str(ctx.source),
                      "mqtt": f"{args.mqtt_host}:{args.mqtt_port}" if args.mqtt_host else None},
         "results": results,
         "targets": targets(results),

@@ -141,6 +141,19 @@ def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
               f"{r['fps']:.1f} FPS, {r['speed_vs_first']:.2f}× the first\n")
         for p in res["compare"]["int8_vs_float"]:
             w(f"         {p['summary']}\n")
+    peer = res.get("peer")
+    if peer:
+        w(f"peer     CPU-bound limit {peer['limit_fps']['median']:.1f} FPS, best tutorial loop "
+          f"{peer['best_tutorial_fps']['median']:.1f} FPS (medians of {peer['limit_fps']['rounds']} rounds)\n")
+        for name, a in peer["agents"].items():
+            w(f"peer     {name}: {a['fps']['median']:.1f} FPS, {a['vs_tutorial']['median']:.2f}× the tutorial loop, "
+              f"{a['vs_limit']['median']:.2f}× the limit, {a['cpu_ms_per_prediction']['median']:.2f} CPU ms per "
+              f"prediction ({a['cpu_vs_parts']['median']:.2f}× decode + invoke)\n")
+    gate = res.get("gate")
+    if gate:
+        w(f"gate     still scene at {gate['camera_fps']:.0f} fps: {gate['core_pct_off']['median']:.1f} % of a core "
+          f"without the gate, {gate['core_pct_on']['median']:.1f} % with --change-gate {gate['gate_level']}; "
+          f"change inferred on its own frame: {gate['change_inferred_on_its_frame']}\n")
     for t in report["targets"]:
         sp = t["spread"]
         w(f"target   {t['name']} ({t['threads']}T): {t['value']} (target {t['target']}, rounds {sp['min']}–"
