@@ -206,6 +206,7 @@ def test_gate_measures_a_still_scene_with_and_without_the_gate(bench: SimpleName
     for side, level in (("off", 0.0), ("on", 2.0)):
         r = row[side]
         assert r["gate"] == level and r["core_pct"] > 0 and r["still_frames"] == 30 - 10
-        assert r["change"]["seq"] == 30 and r["change"]["published"]
-    assert row["on"]["change"]["inferred_on_its_frame"] == gate["change_inferred_on_its_frame"]
+        assert r["change"]["seq"] == 30 and r["change"]["published"] and r["change"]["latency_ms"] > 0
+        assert r["still_latency_ms_p50"] > 0
+    assert row["on"]["change"]["scores_changed"] == gate["change_scores_changed"]
     assert gate["core_pct_on"]["rounds"] == 1 and gate["on_vs_off"]["median"] > 0
