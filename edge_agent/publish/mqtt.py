@@ -68,7 +68,8 @@ import paho.mqtt.client as mqtt
 from .. import contract
 from ..config import MqttConfig
 from ..mqtt_client import make_client
-from .spool import MemorySpool, Message, Spool, unsendable
+from .message import Message, Spool, unsendable
+from .spool import MemorySpool
 from .throttle import Throttle
 
 logger = logging.getLogger(__name__)
