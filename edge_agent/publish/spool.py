@@ -21,26 +21,27 @@ acknowledged by the broker but whose delete was not yet committed is sent again 
 **Bounds.** At most ``max_messages`` and ``max_age_s``; when it must drop, it drops the oldest,
 counts them in ``dropped`` and says why (full, or too old) in a rate-limited log line.
 
-**Self-healing.** A spool file that is corrupt ("database disk image is malformed", not a
-database) or foreign (tables that are not ours) is renamed aside with one log line and a fresh
-one is started. A file that cannot be written (read-only, disk full) makes the spool keep
-messages in memory, within the same bounds, and the disk is tried again every
-:data:`DISK_RETRY_S`. A row that can never be sent (a NULL payload, a topic the broker or paho
-refuses) is moved to the ``dead`` table (a dead letter), counted in ``dead``, and the queue goes on.
+**Self-healing.** A spool file that is corrupt or foreign is set aside with one log line and a
+fresh one is started (:mod:`.spool_file`). A file that cannot be written (read-only, disk full)
+makes the spool keep messages in memory, within the same bounds, and the disk is tried again
+every :data:`DISK_RETRY_S`. A row that can never be sent is a dead letter, counted in ``dead``,
+and the queue goes on.
+
+The message type and the :class:`~.message.Spool` interface are in :mod:`.message`.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import dataclasses
 import logging
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final
 
+from . import spool_file
+from .message import Message, Spool
 from .throttle import Throttle
 
 logger = logging.getLogger(__name__)
@@ -52,77 +53,6 @@ COMMIT_DELAY_S: Final = 0.5  # a message unacknowledged this long is written to 
 COMMIT_EVERY_S: Final = 0.25  # how often the writer thread commits
 LOSS_BOUND_S: Final = COMMIT_DELAY_S + COMMIT_EVERY_S  # what kill -9 / power loss can lose: the last 0.75 s
 DISK_RETRY_S: Final = 60.0  # after the disk failed, try it again this often
-DEAD_MAX_ROWS: Final = 1000  # dead letters kept for a person to look at (edge-agent doctor)
-MAX_TOPIC_BYTES: Final = 65535  # MQTT's limit (a UTF-8 string with a 16-bit length)
-SCHEMA_VERSION: Final = 2
-PAGE_BYTES: Final = 1024  # predictions are ~0.4 KB; SQLite's 4 KB default writes more per commit
-COLUMNS: Final = ("id", "topic", "payload", "qos", "retain", "created")
-# No NOT NULL and no AUTOINCREMENT: rows are checked when read (a bad row is a dead letter, not a
-# crash) and ids come from memory.
-OUTBOX_SQL: Final = "CREATE TABLE outbox (id INTEGER PRIMARY KEY, topic, payload, qos, retain, created)"
-DEAD_SQL: Final = ("CREATE TABLE IF NOT EXISTS dead (id INTEGER, topic, payload, qos, retain, created, "
-                   "reason TEXT, moved REAL)")
-CORRUPT_ERRORS: Final = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Message:
-    id: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    created: float
-
-
-class SpoolFull(Exception):
-    """Kept for callers of the old API; the spool no longer raises it (it falls back itself)."""
-
-
-class Spool(Protocol):
-    dropped: int
-    dead: int
-
-    def put(self, topic: str, payload: bytes, qos: int, retain: bool) -> int: ...
-
-    def after(self, cursor: int, limit: int) -> list[Message]: ...
-
-    def ack(self, message_id: int) -> None: ...
-
-    def dead_letter(self, message: Message, reason: str) -> None: ...
-
-    def depth(self) -> int: ...
-
-    def last_id(self) -> int: ...
-
-    def last_id_before(self, ts: float) -> int: ...
-
-    def close(self) -> None: ...
-
-
-def unsendable(topic: Any, payload: Any, qos: Any, retain: Any) -> str | None:
-    """Why a message can never be published (None: it can). Checks what paho and MQTT refuse."""
-    if not isinstance(topic, str) or not topic:
-        return "no topic"
-    if any(c in topic for c in "+#\x00"):
-        return "a wildcard or NUL in the topic"
-    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
-        return f"a topic over {MAX_TOPIC_BYTES} bytes"
-    if not isinstance(payload, (bytes, str)):
-        return "no payload" if payload is None else f"a payload of type {type(payload).__name__}"
-    if isinstance(qos, bool) or qos not in (0, 1, 2):
-        return f"QoS {qos!r}"
-    if retain not in (0, 1):
-        return f"retain {retain!r}"
-    return None
-
-
-class _Foreign(Exception):
-    """The file is a database, but not a spool of ours."""
-
-
-def _is_corrupt(e: sqlite3.Error) -> bool:
-    return getattr(e, "sqlite_errorname", "") in CORRUPT_ERRORS or type(e) is sqlite3.DatabaseError
 
 
 class SqliteSpool:
@@ -158,66 +88,19 @@ class SqliteSpool:
             self._thread.start()
 
     # -- opening ------------------------------------------------------------------------------
-    def _connect(self, path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=5)
-        try:
-            # a new file: small pages, so a group commit of a few predictions writes ~6 KB, not ~9 KB
-            db.execute(f"PRAGMA page_size={PAGE_BYTES}")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a group commit is fsynced: durable across power loss
-            db.execute("PRAGMA journal_size_limit=1048576")
-            check = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
-            tables = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            columns = tuple(r[1] for r in db.execute("PRAGMA table_info(outbox)")) if "outbox" in tables else ()
-            ours = {"outbox", "dead"}
-            if not tables:
-                db.execute("BEGIN")
-                db.execute(OUTBOX_SQL)
-                db.execute(DEAD_SQL)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                db.execute("COMMIT")
-            elif version == SCHEMA_VERSION and columns == COLUMNS and set(tables) <= ours:
-                db.execute(DEAD_SQL)
-            elif version == 0 and columns == COLUMNS and set(tables) <= ours | {"sqlite_sequence"}:
-                self._migrate_v1(db)
-            else:
-                raise _Foreign(f"not an edge-agent spool (tables: {', '.join(sorted(tables))}; "
-                               f"version {version})")
-            self._disk = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-            top = db.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
-            if isinstance(top, int):
-                self._next = max(self._next, top + 1)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    @staticmethod
-    def _migrate_v1(db: sqlite3.Connection) -> None:
-        """The first spool format: the same columns, with AUTOINCREMENT and NOT NULL."""
-        db.execute("BEGIN")
-        db.execute("ALTER TABLE outbox RENAME TO outbox_v1")
-        db.execute(OUTBOX_SQL)
-        db.execute("INSERT INTO outbox SELECT id, topic, payload, qos, retain, created FROM outbox_v1")
-        db.execute("DROP TABLE outbox_v1")
-        db.execute(DEAD_SQL)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.execute("COMMIT")
-
     def _open_disk(self, first: bool = False) -> bool:
         """Open (or reopen) the file; a corrupt or foreign one is set aside and replaced."""
         assert self.path is not None
         self._retry_at = time.monotonic() + DISK_RETRY_S
         for attempt in range(2):
             try:
-                self._db = self._connect(self.path)
+                self._db, self._disk, top = spool_file.connect(self.path)
+                if top is not None:
+                    self._next = max(self._next, top + 1)
                 break
-            except (_Foreign, sqlite3.DatabaseError) as e:
-                if attempt or (isinstance(e, sqlite3.Error) and not isinstance(e, _Foreign) and not _is_corrupt(e)):
+            except (spool_file.Foreign, sqlite3.DatabaseError) as e:
+                if attempt or (isinstance(e, sqlite3.Error) and not isinstance(e, spool_file.Foreign)
+                               and not spool_file.is_corrupt(e)):
                     self._no_disk(e, first)
                     return False
                 self._move_aside(str(e))
@@ -243,19 +126,9 @@ class SqliteSpool:
         """Rename a corrupt or foreign file (with its WAL) aside, for a person to look at."""
         assert self.path is not None
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+            spool_file.close(self._db)
             self._db = None
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            try:
-                if suffix == "-shm":
-                    src.unlink(missing_ok=True)
-                elif src.exists():
-                    src.replace(Path(str(aside) + suffix))
-            except OSError:
-                pass
+        aside = spool_file.set_aside(self.path)
         self.set_aside.append(aside)
         self._disk = 0
         self._gone.clear()
@@ -263,13 +136,12 @@ class SqliteSpool:
 
     def _disk_failed(self, e: sqlite3.Error) -> None:
         """A read or write failed after opening: corrupt → set aside and reopen; else memory for now."""
-        if _is_corrupt(e):
+        if spool_file.is_corrupt(e):
             self._move_aside(str(e))
             self._open_disk()
             return
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+            spool_file.close(self._db)
         self._no_disk(e, first=False)
         self._retry_at = time.monotonic() + DISK_RETRY_S
 
@@ -300,11 +172,11 @@ class SqliteSpool:
                     return max(mid, self._inherited)
             if self._db is not None and self._disk:
                 try:
-                    top = self._db.execute("SELECT MAX(id) FROM outbox WHERE created < ?", (ts,)).fetchone()[0]
+                    top = spool_file.max_id_before(self._db, ts)
                 except sqlite3.Error as e:
                     self._disk_failed(e)
                     return self._inherited
-                return max(int(top) if isinstance(top, int) else 0, self._inherited)
+                return max(top or 0, self._inherited)
             return self._inherited
 
     def after(self, cursor: int, limit: int) -> list[Message]:
@@ -315,23 +187,18 @@ class SqliteSpool:
             out: list[Message] = []
             if self._db is not None and self._disk - len(self._gone) > 0:
                 try:
-                    rows = self._db.execute(
-                        "SELECT id, topic, payload, qos, retain, created FROM outbox WHERE id > ? ORDER BY id "
-                        "LIMIT ?", (cursor, limit + len(self._gone))).fetchall()
+                    rows = spool_file.rows_after(self._db, cursor, limit + len(self._gone))
                 except sqlite3.Error as e:
                     self._disk_failed(e)
                     rows = []
                 for row in rows:
                     if row[0] in self._gone:
                         continue
-                    reason = unsendable(row[1], row[2], row[3], row[4])
-                    if reason is None and not isinstance(row[5], (int, float)):
-                        reason = f"created {row[5]!r}"
-                    if reason is not None:
-                        self._bury_row(row[0], reason)
+                    message = spool_file.message_of(row)
+                    if isinstance(message, str):
+                        self._bury_row(row[0], message)
                         continue
-                    payload = row[2].encode() if isinstance(row[2], str) else bytes(row[2])
-                    out.append(Message(row[0], row[1], payload, row[3], bool(row[4]), float(row[5])))
+                    out.append(message)
                     if len(out) >= limit:
                         return out
             for mid, message in self._mem.items():
@@ -357,51 +224,28 @@ class SqliteSpool:
             if self._db is None:
                 return
             try:
-                self._db.execute("BEGIN")
                 if in_memory:
-                    self._db.execute("INSERT INTO dead VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                     (message.id, message.topic, message.payload, message.qos, int(message.retain),
-                                      message.created, reason, time.time()))
+                    spool_file.bury_message(self._db, message, reason)
                 else:
-                    self._move_row(message.id, reason)
-                self._trim_dead()
-                self._db.execute("COMMIT")
+                    self._disk -= spool_file.bury_row(self._db, message.id, reason)
+                    self._gone.discard(message.id)
             except sqlite3.Error as e:
-                self._rollback()
+                spool_file.rollback(self._db)
                 self._disk_failed(e)
-
-    def _move_row(self, row_id: int, reason: str) -> None:
-        assert self._db is not None
-        self._db.execute("INSERT INTO dead SELECT id, topic, payload, qos, retain, created, ?, ? FROM outbox "
-                         "WHERE id = ?", (reason, time.time(), row_id))
-        self._disk -= self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)).rowcount
-        self._gone.discard(row_id)
-
-    def _trim_dead(self) -> None:
-        assert self._db is not None
-        self._db.execute("DELETE FROM dead WHERE rowid IN (SELECT rowid FROM dead ORDER BY rowid DESC "
-                         "LIMIT -1 OFFSET ?)", (DEAD_MAX_ROWS,))
 
     def _bury_row(self, row_id: int, reason: str) -> None:
         """A row in the file that can never be sent: a dead letter, one line, the queue goes on."""
         assert self._db is not None
         self.dead += 1
         try:
-            self._db.execute("BEGIN")
-            self._move_row(row_id, reason)
-            self._trim_dead()
-            self._db.execute("COMMIT")
+            self._disk -= spool_file.bury_row(self._db, row_id, reason)
+            self._gone.discard(row_id)
         except sqlite3.Error as e:
-            self._rollback()
+            spool_file.rollback(self._db)
             self._disk_failed(e)
             return
         self._log.log("dead", logging.ERROR, "spool %s: message %d cannot be sent (%s); moved it to the "
                       "dead-letter table 'dead'", self.path, row_id, reason)
-
-    def _rollback(self) -> None:
-        if self._db is not None and self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
 
     def _trim(self) -> None:
         """Keep within the bounds: by count on every put (cheap: the count is kept in memory),
@@ -411,18 +255,13 @@ class SqliteSpool:
         if over > 0:
             if self._db is not None and self._disk - len(self._gone) > 0:
                 try:
-                    self._db.execute("BEGIN")
-                    for rid in self._gone:
-                        self._db.execute("DELETE FROM outbox WHERE id = ?", (rid,))
+                    n = spool_file.drop_oldest(self._db, self._gone, over)
                     self._gone.clear()
-                    n = self._db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id "
-                                         "LIMIT ?)", (over,)).rowcount
-                    self._db.execute("COMMIT")
-                    self._disk = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                    self._disk = spool_file.count(self._db)
                     over -= n
                     full += n
                 except sqlite3.Error as e:
-                    self._rollback()
+                    spool_file.rollback(self._db)
                     self._disk_failed(e)
             while over > 0 and self._mem:
                 mid, _ = self._mem.popitem(last=False)
@@ -436,8 +275,8 @@ class SqliteSpool:
             cutoff = now - self.max_age_s
             if self._db is not None and self._disk:
                 try:
-                    old += self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,)).rowcount
-                    self._disk = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                    old += spool_file.drop_older(self._db, cutoff)
+                    self._disk = spool_file.count(self._db)
                 except sqlite3.Error as e:
                     self._disk_failed(e)
             while self._mem and next(iter(self._mem.values())).created < cutoff:
@@ -480,13 +319,9 @@ class SqliteSpool:
             if not due and not gone:
                 return 0
             try:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)",
-                                     [(m.id, m.topic, m.payload, m.qos, int(m.retain), m.created) for m in due])
-                deleted = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in gone]).rowcount
-                self._db.execute("COMMIT")
+                deleted = spool_file.write(self._db, due, gone)
             except sqlite3.Error as e:
-                self._rollback()
+                spool_file.rollback(self._db)
                 self._disk_failed(e)
                 return 0
             for m in due:
@@ -507,8 +342,7 @@ class SqliteSpool:
                 self._retry_at = 0.0
                 self.commit(0.0)
             if self._db is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.close()
+                spool_file.close(self._db)
                 self._db = None
 
 
