@@ -139,6 +139,7 @@ class Connection:
         self._max_inflight = max_inflight
         self._connected = threading.Event()
         self._log = Throttle(logger)
+        self._refusal_log = Throttle(logger, REFUSED_LOG_EVERY_S)  # a refused login: at once, then every 10 min
         self._subscriptions: dict[str, Handler] = {}
 
     @property
@@ -244,9 +245,9 @@ class Connection:
             else:
                 self.connect_refusals += 1
                 self.state = f"refused: {text}"
-                self._log.log("connack", logging.ERROR, "%s refused the connection: %s (check mqtt.username and "
-                              "the password if this lasts); retrying with backoff, predictions are kept", where,
-                              text)
+                self._refusal_log.log("connack", logging.ERROR, "%s refused the connection: %s (check "
+                                      "mqtt.username and the password if this lasts); retrying with backoff, "
+                                      "predictions are kept", where, text)
             client.disconnect()
             return
         listener = self.listener
