@@ -152,13 +152,29 @@ def test_reader_resizes_while_the_consumer_is_busy_and_survives_a_failing_prepar
     assert set(calls) == {"frame-reader"}
 
 
+class _DecodedWhileTheConsumerWaits(FileOfFrames):
+    """Each frame is decoded only once the consumer is blocked in ``get()`` (a tiny model, always
+    waiting for the decoder): no sleep decides who comes first, so a loaded machine gives the same
+    answer."""
+
+    reader: FrameReader | None = None
+
+    def read(self) -> np.ndarray:
+        deadline = time.monotonic() + 10
+        while not (self.reader is not None and self.reader._consumer_waiting) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return super().read()
+
+
 def test_reader_hands_a_frame_to_a_waiting_consumer_without_resizing_it() -> None:
     """A tiny model waits for the decoder: resizing in the reader too would only make the reader
     the bottleneck, so the frame goes over at once and the consumer resizes it."""
-    reader = FrameReader(FileOfFrames(delay=0.03), prepare=lambda image: (object(), image))
+    source = _DecodedWhileTheConsumerWaits()
+    reader = FrameReader(source, prepare=lambda image: (object(), image))
+    source.reader = reader
     reader.start()
     try:
-        frames = [reader.get(timeout=1.0) for _ in range(5)]
+        frames = [reader.get(timeout=10) for _ in range(5)]
     finally:
         reader.stop()
     assert all(f is not None and f.prepared is None for f in frames)
