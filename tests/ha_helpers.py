@@ -32,6 +32,11 @@ def hass_binary() -> Path:
     return venv / "bin" / "hass"
 
 
+def ha_installed() -> bool:
+    """tools/install_ha.sh writes its stamp only once ``hass --version`` ran in the finished venv."""
+    return (hass_binary().parent.parent / ".edge-agent-requirements").is_file() and hass_binary().exists()
+
+
 def ha_required() -> bool:
     """tools/test.sh (and so CI) installs HA and sets this: a missing HA is then a failure, not a skip."""
     return os.environ.get("EDGE_AGENT_HA_REQUIRED", "") == "1"

@@ -36,7 +36,7 @@ rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 LOG="$VENV/pip-install.log"
 # shellcheck disable=SC2086
-if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check $REQUIREMENTS >"$LOG" 2>&1; then
+if ! "$VENV/bin/python" -m pip install -q --no-compile --disable-pip-version-check $REQUIREMENTS >"$LOG" 2>&1; then
   # pip's notes about local mirror folders that do not hold a package are noise here
   grep -v -e "^WARNING: Location '" -e "DEPRECATION: " "$LOG" >&2 || true
   echo "install_ha.sh: installing Home Assistant $HA_VERSION into $VENV failed (log: $LOG)" >&2
