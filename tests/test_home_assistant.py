@@ -151,6 +151,19 @@ def test_the_first_prediction_after_a_first_discovery_reaches_home_assistant(
     assert row.attributes.get("score", 0) >= CONFIDENT
 
 
+def test_a_run_that_ends_at_once_still_leaves_its_state_in_home_assistant(
+        ha: HomeAssistant, scenes: dict[tuple[str, str], Path], tmp_path: Path) -> None:
+    """One image, a device HA has never seen: the agent discovers, predicts and stops within a
+    second, before HA has subscribed to the new entity's state topic. HA must still get the state
+    (the agent stays until its state went out again for the new subscriber), then unavailable."""
+    device = "haonce"
+    result = run_agent(_agent(ha, "waste", device, _scene(tmp_path, "g", (scenes["waste", "glass"], 1))))
+    assert result.returncode == 0, result.stderr
+    entity = _entity("sensor", device, "Waste label")
+    glass = ha.wait_for_state(entity, "glass")
+    ha.wait_for_state(entity, "unavailable", after_id=glass.state_id)
+
+
 def test_entities_are_created_as_the_readme_documents(ha: HomeAssistant, scenes: dict[tuple[str, str], Path],
                                                       tmp_path: Path) -> None:
     device = "haentities"
