@@ -36,7 +36,6 @@ MAX_CONTROL_BYTES: Final = 1024
 EXPIRE_HEARTBEATS: Final = 3  # expire_after = this many heartbeats without a message
 FAULT_OFF_DELAY_S: Final = 30  # every-frame publishing: "no fault" after this long without a message
 DISCOVERY_SETTLE_S: Final = 2.0  # after discovery, the current state is sent again this much later
-RESEND_MARGIN_S: Final = 0.3  # at stop, how long past DISCOVERY_SETTLE_S to wait for that resend to go out
 ORIGIN: Final = {"name": "edge-agent", "sw_version": __version__,
                  "support_url": "https://github.com/edge-agent/edge-agent"}
 ICONS: Final = {"waste": "mdi:recycle", "road": "mdi:road-variant", "voice": "mdi:microphone",
@@ -216,7 +215,6 @@ class Hub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
-        self._discovered_at: float | None = None  # monotonic time of the last discovery sent
         prefix, device = config.mqtt.topic_prefix, config.device_id
         self.info_topic = contract.device_topic(prefix, device, "info")
         self.metrics_topic = contract.device_topic(prefix, device, "metrics")
@@ -238,19 +236,6 @@ class Hub:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        self._await_state_resend()
-
-    def _await_state_resend(self) -> None:
-        """A run that ends within DISCOVERY_SETTLE_S of a discovery (one image, a short file, a stop
-        right after Home Assistant came online) would say ``offline`` before the state is sent again
-        for the hub that has just subscribed: HA would have the entity and never its state. So wait
-        for that resend (at most DISCOVERY_SETTLE_S + RESEND_MARGIN_S; systemd allows 20 s)."""
-        at = self._discovered_at
-        if at is None or not self.publisher.connected:
-            return
-        remaining = at + DISCOVERY_SETTLE_S + RESEND_MARGIN_S - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
 
     def announce(self) -> None:
         """Discovery (or its removal) and the retained info: on every connect."""
@@ -271,7 +256,6 @@ class Hub:
             # Home Assistant subscribes to a new entity's state topic a moment after its config
             # arrives; with on_change the next prediction may be a heartbeat away, so send the
             # current state again once it listens.
-            self._discovered_at = time.monotonic()
             self.publisher.resend_newest(DISCOVERY_SETTLE_S)
 
     def _reply(self, ok: bool, detail: str) -> None:
