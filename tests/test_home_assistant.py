@@ -219,18 +219,19 @@ def test_a_steady_scene_at_the_defaults_adds_at_most_two_recorder_rows_a_minute(
     records nothing new)."""
     defaults = PostprocessConfig()
     assert defaults.on_change and defaults.heartbeat_s == 60 and defaults.max_rate == 2
-    device = "hasteady"
-    runs = {task: _scene(tmp_path, task, (scenes[task, label], 1)) for task, label in
-            (("waste", "glass"), ("road", "pothole"))}
-    entities = {_entity("sensor", device, "Waste label"): "glass", _entity("sensor", device, "Road label"): "pothole",
-                _entity("binary_sensor", device, "Road fault detected"): "on"}
-    sub = Subscriber(ha.broker, f"edge-agent/{device}/#")
-    procs = [start_agent(_agent(ha, task, device, folder, "--loop", "--realtime")) for task, folder in runs.items()]
+    waste, road = "hasteadyw", "hasteadyr"  # two agents at once: one device id each (README)
+    runs = {task: (device, _scene(tmp_path, task, (scenes[task, label], 1))) for task, device, label in
+            (("waste", waste, "glass"), ("road", road, "pothole"))}
+    entities = {_entity("sensor", waste, "Waste label"): "glass", _entity("sensor", road, "Road label"): "pothole",
+                _entity("binary_sensor", road, "Road fault detected"): "on"}
+    sub = Subscriber(ha.broker, "edge-agent/#")
+    procs = [start_agent(_agent(ha, task, device, folder, "--loop", "--realtime"))
+             for task, (device, folder) in runs.items()]
     try:
         firsts = {entity: ha.wait_for_state(entity, state) for entity, state in entities.items()}
         attrs_before = ha.max_attributes_id()
         for task in runs:  # the window holds a heartbeat of each task
-            _wait_for_seq(sub, f"/{task}/prediction", 1)
+            _wait_for_seq(sub, f"/{runs[task][0]}/{task}/prediction", 1)
         time.sleep(RECORDER_SETTLE_S)
         for proc in procs:
             assert proc.poll() is None, proc.communicate()[1][-2000:]
