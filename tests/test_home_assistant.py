@@ -22,7 +22,7 @@ from edge_agent.config import PostprocessConfig
 from edge_agent.hub import EXPIRE_HEARTBEATS
 from edge_agent.sources.wav import write_wav
 from tests.ha_helpers import HomeAssistant, Row, ha_installed, ha_required, hass_binary, wait_until
-from tests.helpers import REPO, Broker, Subscriber, run_agent, running, start_agent
+from tests.helpers import REPO, Broker, Subscriber, agent_env, run_agent, running, start_agent
 
 pytestmark = pytest.mark.homeassistant
 
@@ -256,20 +256,24 @@ def test_a_steady_scene_at_the_defaults_adds_at_most_two_recorder_rows_a_minute(
     print(f"steady scene, (states rows, state_attributes rows, window s) per entity after its first state: {report}")
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["stop", "power-cut"])
 def test_a_restarted_agent_never_shows_the_previous_state_as_new(
-        ha: HomeAssistant, scenes: dict[tuple[str, str], Path], tmp_path: Path) -> None:
-    """Run 1 sees glass, stops; run 2 sees paper. From run 1's stop on, HA must never record glass
-    again: run 2's first state is paper (the agent sends "online" only after a fresh prediction)."""
-    device = "harestart"
+        ha: HomeAssistant, scenes: dict[tuple[str, str], Path], tmp_path: Path, stop: signal.Signals) -> None:
+    """Run 1 sees glass and is stopped (SIGTERM: offline; SIGKILL: the broker's last will); run 2,
+    same state folder (spool) as a restarted service, sees paper. From run 1's end on, HA must never
+    record glass again: run 2's first state is paper (the agent sends "online" only after a fresh
+    prediction)."""
+    device = f"harestart{stop.name.lower()}"
     entity = _entity("sensor", device, "Waste label")
+    env = agent_env()
     for label in ("glass", "paper"):
         scene = _scene(tmp_path, label, (scenes["waste", label], 1))
-        proc = start_agent(_agent(ha, "waste", device, scene, "--loop", "--realtime"))
+        proc = start_agent(_agent(ha, "waste", device, scene, "--loop", "--realtime"), env=env)
         with running(proc):
             seen = ha.wait_for_state(entity, label)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
-        stopped = ha.wait_for_state(entity, "unavailable", after_id=seen.state_id)  # status offline
+            proc.send_signal(stop if label == "glass" else signal.SIGTERM)
+            assert proc.wait(30) == (0 if label == "paper" or stop == signal.SIGTERM else -signal.SIGKILL)
+        stopped = ha.wait_for_state(entity, "unavailable", after_id=seen.state_id)  # offline, or the last will
         if label == "glass":
             first_stop = stopped
     rows = ha.rows(entity)
