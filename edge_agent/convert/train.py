@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..manifest import ImageInput
 from . import _tf, build, data, report, source
+from .data import DecodeAugment
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class Options:
     weights: Path | None = None
     freeze_base: bool = False
     augment: bool = True
+    decode_augment: DecodeAugment | None = None  # JPEG re-encode, colour jitter, grey-level noise
     class_weights: bool = True
     dropout: float = 0.2
     patience: int = 0  # 0 = no early stopping; the best val-accuracy epoch is kept either way
@@ -61,6 +63,25 @@ def augmenter(keras: Any, seed: int) -> Any:
         ],
         name="augment",
     )
+
+
+def decode_mapper(tf: Any, aug: data.DecodeAugment, spec: ImageInput, seed: int) -> Any:
+    """A tf.data map: (normalised batch, labels) → the batch through :class:`data.DecodeAugment`.
+
+    The batch goes back to uint8 pixels (exact for the usual 127.5 normalisation), through the
+    augmentation in numpy (JPEG needs OpenCV), and is normalised again with the agent's table.
+    One seeded generator, called in order (``num_parallel_calls=1``): a rerun draws the same."""
+    rng = np.random.default_rng([seed, 7])
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return data.normalize(aug.apply(data.to_pixels(x, spec), rng), spec)
+
+    def mapper(x: Any, y: Any) -> tuple[Any, Any]:
+        out = tf.numpy_function(apply, [x], tf.float32, stateful=True)
+        out.set_shape(x.shape)
+        return out, y
+
+    return mapper
 
 
 def progress_callback(keras: Any, epochs: int, stream: TextIO) -> Any:
@@ -125,6 +146,8 @@ def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
     if o.augment:
         aug = augmenter(keras, o.seed)
         train_ds = train_ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=1)
+    if o.decode_augment is not None:
+        train_ds = train_ds.map(decode_mapper(tf, o.decode_augment, spec, o.seed), num_parallel_calls=1)
     train_ds = train_ds.prefetch(2)
     has_val = len(x_val) > 0
     monitor = "val_accuracy" if has_val else "accuracy"
@@ -173,6 +196,7 @@ def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
         "batch_size": o.batch_size,
         "learning_rate": o.learning_rate,
         "augment": o.augment,
+        "decode_augment": o.decode_augment.to_json() if o.decode_augment is not None else None,
         "class_weights": weights,
         "input": spec.to_json(),
         "params": int(model.count_params()),
