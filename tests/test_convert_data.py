@@ -4,7 +4,9 @@ flatbuffer inspection. No TensorFlow: these run in a second."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -24,6 +26,7 @@ def _tool(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -104,6 +107,29 @@ def test_normalize_matches_the_agent_table() -> None:
     assert np.allclose(x, (img.astype(np.float32) - 127.5) / 127.5)
 
 
+def test_to_pixels_inverts_normalize() -> None:
+    spec = ImageInput(16, 16)
+    img = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    np.testing.assert_array_equal(data.to_pixels(data.normalize(img, spec), spec), img)
+
+
+def test_decode_augment_stays_within_its_bounds_and_is_seeded() -> None:
+    """Without JPEG, every pixel moves by at most gain, offset and noise together; with the same
+    seed the draw repeats, and a JPEG re-encode keeps shape and type and changes the image."""
+    img = np.random.default_rng(0).integers(20, 236, (6, 24, 24, 3), dtype=np.uint8)
+    aug = data.DecodeAugment(jpeg_p=0.0)
+    out = aug.apply(img, np.random.default_rng(1))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    bound = aug.noise + aug.offset + aug.gain * 255 + 0.5
+    assert np.abs(out.astype(int) - img).max() <= bound
+    assert np.abs(out.astype(int) - img).max() >= aug.noise  # it does something
+    np.testing.assert_array_equal(out, aug.apply(img, np.random.default_rng(1)))
+    jpeg = data.DecodeAugment(jpeg_p=1.0, noise=0, gain=0.0, offset=0.0).apply(img, np.random.default_rng(2))
+    assert jpeg.shape == img.shape and jpeg.dtype == np.uint8 and not np.array_equal(jpeg, img)
+    grey = img[..., :1]
+    assert data.DecodeAugment(jpeg_p=1.0).apply(grey, np.random.default_rng(3)).shape == grey.shape
+
+
 def test_metrics_per_class_and_confusion() -> None:
     m = report.metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ("a", "b", "c"))
     assert m["top1"] == pytest.approx(0.6)
@@ -149,3 +175,22 @@ def test_generators_are_deterministic_and_say_synthetic(tmp_path: Path, tool: st
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     assert "SYNTHETIC" in (tmp_path / "a" / "README.md").read_text()
     assert data.scan(tmp_path / "a").labels == tuple(sorted(gen.CLASSES))
+
+
+def test_perturb_check_measures_the_shipped_model_on_its_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    """No noise moves nothing (the agent's path is deterministic); ±3 levels gives deltas that
+    are scores' differences (0..1) over every frame of the sample video. How small they are is
+    the model card's business, not this test's."""
+    tool = _tool("perturb_check")
+    frames = tool.read_frames(ROOT / "samples" / "road.mp4")
+    assert len(frames) > 50 and frames[0].shape == (480, 640, 3)
+    still = tool.measure(ROOT / "models" / "road.tflite", "road", frames[:10], 0, [0])
+    assert still["max_top_delta"] == 0.0 and still["max_class_delta"] == 0.0 and still["label_flips"] == 0
+    noisy = tool.perturb(frames[0], np.random.default_rng(0), 3)
+    assert np.abs(noisy.astype(int) - frames[0]).max() == 3
+    assert tool.main(["--task", "road", "--seeds", "0,1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == len(frames) and result["seeds"] == [0, 1]
+    assert 0.0 <= result["max_top_delta"] <= result["max_class_delta"] <= 1.0
+    assert 0 <= result["label_flips"] <= 2 * len(frames)
+    assert tool.main(["--task", "road", "--max-delta", "-1"]) == 1  # the gate fails when exceeded

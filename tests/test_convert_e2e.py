@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge_agent import manifest as manifest_mod
-from edge_agent.convert import cli, data, graph
+from edge_agent.convert import _tf, cli, data, graph
 from edge_agent.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,38 @@ def test_folder_to_int8_tflite_the_agent_loads(
     assert m_pt.provenance["weight_quantization"] == "per-tensor" and "--per-tensor" in m_pt.provenance["command"]
     assert m_pt.metrics["int8"]["n"] == m.metrics["int8"]["n"]
     assert Engine.load(out_pt, expected_sha256=m_pt.sha256).input_dtype == np.int8
+
+
+def test_decode_augment_then_a_stability_stage_from_init(
+    tmp_path: Path, road_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo models' two stages on a small set: the second starts from the first's weights
+    (it does not train from scratch), records what it did, and converts to full int8."""
+    first = tmp_path / "first.keras"
+    a = run_cli(capsys, "train", road_data, "--out", first, "--arch", "v1", "--alpha", "0.25", "--resolution", "48",
+                "--epochs", "1", "--seed", "2", "--decode-augment")
+    assert a["decode_augment"]["noise"] == 3 and a["stability"] == 0.0 and a["init"] is None
+    second = tmp_path / "second.keras"
+    b = run_cli(capsys, "train", road_data, "--out", second, "--arch", "v1", "--alpha", "0.25", "--resolution", "48",
+                "--epochs", "1", "--seed", "2", "--decode-augment", "--stability", "4", "--init", first,
+                "--learning-rate", "0")
+    assert b["stability"] == 4.0 and b["init"] == str(first)
+    # learning rate 0: the stage moves no trained weight, so the second model's first convolution
+    # is the first model's exactly (from scratch it would be a new random draw)
+    keras = _tf.keras()
+    w1 = keras.models.load_model(first).get_weights()[0]
+    w2 = keras.models.load_model(second).get_weights()[0]
+    assert w1.shape == w2.shape and np.array_equal(w1, w2)
+    out = tmp_path / "second.tflite"
+    run_cli(capsys, "quantize", second, "--out", out, "--task", "road", "--num-calibration", "16")
+    assert graph.read(out).is_full_int8()
+    # refusals, each one line: stability without its augmentation; an init of other labels
+    assert cli.main(["train", str(road_data), "--out", str(tmp_path / "x.keras"), "--stability", "1"]) == 2
+    assert "needs --decode-augment" in capsys.readouterr().err
+    first.with_suffix(".labels.txt").write_text("a\nb\nc\n")
+    assert cli.main(["train", str(road_data), "--out", str(tmp_path / "y.keras"), "--resolution", "48",
+                     "--init", str(first)]) == 2
+    assert "its labels" in capsys.readouterr().err
 
 
 def _notebook_model(num_classes: int, size: int) -> Any:

@@ -83,6 +83,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--weights", type=Path, help="local backbone weights (.h5, include_top=False); never downloaded")
     t.add_argument("--freeze-base", action="store_true", help="train only the head (transfer learning)")
     t.add_argument("--no-augment", action="store_true", help="no flip/rotation/brightness/crop augmentation")
+    t.add_argument("--decode-augment", action="store_true",
+                   help="also augment for decoder/camera differences: JPEG re-encode at quality 60-95 (half the "
+                   "images), colour jitter (gain ±3 %%, offset ±3 levels), uniform ±3 grey-level noise")
+    t.add_argument("--stability", type=float, default=0.0, metavar="W",
+                   help="with --decode-augment: add W x KL(scores of an image || of its augmented copy) to the "
+                   "loss, so that scores do not move for decoder differences (default 0: off)")
+    t.add_argument("--init", type=Path, help="a trained .keras model (same labels and size) to go on training")
     t.add_argument("--no-class-weights", action="store_true", help="do not reweight imbalanced classes")
     t.add_argument("--patience", type=int, default=0, help="stop after N epochs without val improvement (0: off)")
     _split_args(t, defaults=True)
@@ -184,13 +191,14 @@ def _command_line(argv: Sequence[str]) -> str:
 
 
 def cmd_train(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
-    from . import train
+    from . import data, train
 
     o = train.Options(
         data=a.data, out=a.out, arch=a.arch, alpha=a.alpha, resolution=a.resolution, epochs=a.epochs,
         batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed, val_split=a.val_split,
         test_split=a.test_split, weights=a.weights, freeze_base=a.freeze_base, augment=not a.no_augment,
-        class_weights=not a.no_class_weights, dropout=a.dropout, patience=a.patience, command=_command_line(argv),
+        decode_augment=data.DecodeAugment() if a.decode_augment else None, class_weights=not a.no_class_weights,
+        dropout=a.dropout, patience=a.patience, stability=a.stability, init=a.init, command=_command_line(argv),
     )
     return train.run(o), train.format_text
 

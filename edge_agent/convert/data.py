@@ -178,3 +178,59 @@ def load_images(paths: Sequence[Path], spec: ImageInput) -> np.ndarray:
 def normalize(images: np.ndarray, spec: ImageInput) -> np.ndarray:
     """float32 (x - mean) / std through the shared table: what the float model sees."""
     return np.asarray(image_pre.normalize(images, spec), np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeAugment:
+    """What two decoders, encoders or cameras do to the same picture, drawn per training image.
+
+    The same frame decoded by two FFmpeg builds differs by 1-2 grey levels on most pixels, a JPEG
+    camera or stream adds block artefacts at its own quality, and white balance shifts colours a
+    little. A model that has only seen pixel-perfect renders moves its scores for all of that; this
+    teaches it not to. Applied to the resized uint8 image (the model's input), after the geometric
+    augmentation: a JPEG re-encode at a random quality (with probability ``jpeg_p``), a per-channel
+    gain and offset (colour jitter), then uniform integer noise in [-noise, +noise] grey levels.
+    """
+
+    noise: int = 3  # grey levels, uniform in [-noise, +noise] on every pixel and channel
+    jpeg_p: float = 0.5  # share of images re-encoded as JPEG
+    jpeg_quality: tuple[int, int] = (60, 95)  # inclusive range of the JPEG quality
+    gain: float = 0.03  # per-channel gain in [1 - gain, 1 + gain]
+    offset: float = 3.0  # per-channel offset in [-offset, +offset] grey levels
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    def apply(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 (N, H, W, C) in model colour order → the augmented copy (same shape and type)."""
+        out = np.empty_like(images)
+        channels = images.shape[-1]
+        for i, img in enumerate(images):
+            work = img
+            if self.jpeg_p > 0 and rng.random() < self.jpeg_p:
+                quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+                work = _jpeg(work, quality)
+            gain = rng.uniform(1 - self.gain, 1 + self.gain, channels)
+            offset = rng.uniform(-self.offset, self.offset, channels)
+            noise = rng.integers(-self.noise, self.noise + 1, work.shape) if self.noise else 0
+            out[i] = np.clip(np.rint(work * gain + offset) + noise, 0, 255).astype(np.uint8)
+        return out
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """Encode and decode one RGB (or grey) uint8 image as JPEG at ``quality``."""
+    colour = img.shape[-1] == 3
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if colour else img
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        return img
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
+    if dec is None:
+        return img
+    return cv2.cvtColor(dec, cv2.COLOR_BGR2RGB) if colour else dec.reshape(img.shape)
+
+
+def to_pixels(x: np.ndarray, spec: ImageInput) -> np.ndarray:
+    """The inverse of :func:`normalize`: float32 model input → uint8 pixels (rounded, clipped)."""
+    pixels = x * np.asarray(spec.std, np.float32) + np.asarray(spec.mean, np.float32)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..manifest import ImageInput
 from . import _tf, build, data, report, source
+from .data import DecodeAugment
 
 
 @dataclasses.dataclass
@@ -44,6 +45,9 @@ class Options:
     weights: Path | None = None
     freeze_base: bool = False
     augment: bool = True
+    decode_augment: DecodeAugment | None = None  # JPEG re-encode, colour jitter, grey-level noise
+    stability: float = 0.0  # weight of KL(clean || decode-augmented) in the loss; 0 = off
+    init: Path | None = None  # a trained .keras model (same labels and input) to start from
     class_weights: bool = True
     dropout: float = 0.2
     patience: int = 0  # 0 = no early stopping; the best val-accuracy epoch is kept either way
@@ -61,6 +65,63 @@ def augmenter(keras: Any, seed: int) -> Any:
         ],
         name="augment",
     )
+
+
+def decode_mapper(tf: Any, aug: data.DecodeAugment, spec: ImageInput, seed: int, pairs: bool = False) -> Any:
+    """A tf.data map: (normalised batch, labels) → the batch through :class:`data.DecodeAugment`
+    (``pairs``: ((batch, augmented batch), labels), for :func:`stability_model`).
+
+    The batch goes back to uint8 pixels (exact for the usual 127.5 normalisation), through the
+    augmentation in numpy (JPEG needs OpenCV), and is normalised again with the agent's table.
+    One seeded generator, called in order (``num_parallel_calls=1``): a rerun draws the same."""
+    rng = np.random.default_rng([seed, 7])
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return data.normalize(aug.apply(data.to_pixels(x, spec), rng), spec)
+
+    def mapper(x: Any, y: Any) -> tuple[Any, Any]:
+        out = tf.numpy_function(apply, [x], tf.float32, stateful=True)
+        out.set_shape(x.shape)
+        return ((x, out), y) if pairs else (out, y)
+
+    return mapper
+
+
+def start_from(keras: Any, path: Path, labels: tuple[str, ...], resolution: int) -> Any:
+    """A trained model to go on training (``--init``): same labels, same input size, or an error."""
+    if not path.exists():
+        raise ConfigError(f"--init {path}: not found")
+    labels_file = path.with_suffix(".labels.txt")
+    if labels_file.exists():
+        have = tuple(x for x in labels_file.read_text(encoding="utf-8").splitlines() if x)
+        if have != labels:
+            raise ConfigError(f"--init {path}: its labels {list(have)} are not this data's {list(labels)}")
+    model = keras.models.load_model(path, compile=False)
+    shape = tuple(model.input_shape[1:3])
+    if shape != (resolution, resolution) or int(model.output_shape[-1]) != len(labels):
+        raise ConfigError(f"--init {path}: input {shape} and {model.output_shape[-1]} outputs do not match "
+                          f"--resolution {resolution} and {len(labels)} classes")
+    return model
+
+
+def stability_model(keras: Any, model: Any, weight: float) -> Any:
+    """The model seen twice, on an image and on its decode-augmented copy, trained on the first
+    with ``weight * KL(p(image) || p(copy))`` added to the loss (stability training, Zheng et al.,
+    CVPR 2016): the scores themselves, not only the label, must not move for a decoder's
+    difference. Shares every weight with ``model``, which is what gets saved."""
+
+    class StabilityPenalty(keras.layers.Layer):
+        def call(self, inputs: Any) -> Any:
+            p, q = inputs
+            eps = 1e-7
+            kl = keras.ops.sum(p * (keras.ops.log(p + eps) - keras.ops.log(q + eps)), axis=-1)
+            self.add_loss(weight * keras.ops.mean(kl))
+            return p
+
+    clean = keras.Input(model.input_shape[1:], name="image")
+    noisy = keras.Input(model.input_shape[1:], name="augmented")
+    out = StabilityPenalty(name="stability")([model(clean), model(noisy)])
+    return keras.Model([clean, noisy], out, name="stability_training")
 
 
 def progress_callback(keras: Any, epochs: int, stream: TextIO) -> Any:
@@ -112,9 +173,15 @@ def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
     tf = _tf.tf()
     keras = _tf.keras()
     keras.utils.set_random_seed(o.seed)
-    model = build.build(arch, o.alpha, o.resolution, len(ds.labels), weights=o.weights,
-                        freeze_base=o.freeze_base, dropout=o.dropout)
-    model.compile(
+    if o.stability and o.decode_augment is None:
+        raise ConfigError("--stability needs --decode-augment: it compares each image with its augmented copy")
+    if o.init is not None:
+        model = start_from(keras, o.init, ds.labels, o.resolution)
+    else:
+        model = build.build(arch, o.alpha, o.resolution, len(ds.labels), weights=o.weights,
+                            freeze_base=o.freeze_base, dropout=o.dropout)
+    trained = stability_model(keras, model, o.stability) if o.stability else model
+    trained.compile(
         optimizer=keras.optimizers.Adam(o.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
@@ -125,6 +192,9 @@ def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
     if o.augment:
         aug = augmenter(keras, o.seed)
         train_ds = train_ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=1)
+    if o.decode_augment is not None:
+        train_ds = train_ds.map(decode_mapper(tf, o.decode_augment, spec, o.seed, pairs=bool(o.stability)),
+                                num_parallel_calls=1)
     train_ds = train_ds.prefetch(2)
     has_val = len(x_val) > 0
     monitor = "val_accuracy" if has_val else "accuracy"
@@ -135,17 +205,18 @@ def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=o.patience))
     weights = data.class_weights(y_train, len(ds.labels)) if o.class_weights else None
     t0 = time.monotonic()
-    model.fit(
+    val_x = (x_val, x_val) if o.stability else x_val
+    trained.fit(
         train_ds,
         epochs=o.epochs,
-        validation_data=(x_val, y_val) if has_val else None,
+        validation_data=(val_x, y_val) if has_val else None,
         class_weight=weights,
         callbacks=callbacks,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles, seeded
     )
     seconds = time.monotonic() - t0
-    best.restore(model)
+    best.restore(trained)  # the stability wrapper shares the model's weights
     o.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(o.out)
     o.out.with_suffix(".labels.txt").write_text("\n".join(ds.labels) + "\n", encoding="utf-8")
@@ -173,6 +244,9 @@ def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
         "batch_size": o.batch_size,
         "learning_rate": o.learning_rate,
         "augment": o.augment,
+        "decode_augment": o.decode_augment.to_json() if o.decode_augment is not None else None,
+        "stability": o.stability,
+        "init": str(o.init) if o.init else None,
         "class_weights": weights,
         "input": spec.to_json(),
         "params": int(model.count_params()),
