@@ -112,7 +112,8 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
+def print_summary(report: dict[str, Any], out: Any = None) -> None:
+    out = sys.stdout if out is None else out  # looked up per call, not bound at import
     res = report["results"]
     w = out.write
     m = report["machine"]

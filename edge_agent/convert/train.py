@@ -151,7 +151,10 @@ def progress_callback(keras: Any, epochs: int, stream: TextIO) -> Any:
     return Progress()
 
 
-def run(o: Options, stream: TextIO = sys.stderr) -> dict[str, Any]:
+def run(o: Options, stream: TextIO | None = None) -> dict[str, Any]:
+    # sys.stderr is looked up per call, not bound once at import (a caller that swaps it, as a
+    # test's output capture does, would leave a closed file as the default)
+    stream = sys.stderr if stream is None else stream
     if o.out.suffix != ".keras":
         raise ConfigError(f"--out {o.out}: the trained model is saved as a .keras file")
     if o.epochs < 1 or o.batch_size < 1:
