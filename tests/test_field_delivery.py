@@ -20,6 +20,7 @@ from tests.helpers import (
     Broker,
     Subscriber,
     agent_env,
+    eventually,
     free_port,
     make_password_file,
     run_agent,
@@ -38,15 +39,6 @@ def _agent(model: Path, video: Path, broker: Broker, device: str, *extra: str) -
     return ["--model", str(model), "--source", str(video), "--mqtt-host", broker.host, "--mqtt-port",
             str(broker.port), "--device-id", device, "--task", "custom", "--threshold", "0", *EVERY_FRAME,
             "--log-level", "info", *extra]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _lines(err: str, needle: str) -> list[str]:
@@ -124,7 +116,7 @@ def test_sigkill_five_times_loses_nothing_older_than_the_bound(int8_model: Path,
     with running(drain):
         drain.wait(120)
     by_run: dict[str, list[dict[str, object]]] = {}
-    _wait(lambda: len({p["run"] for p in sub.payloads("/prediction")}) >= 6, 60, "every run")
+    eventually(lambda: len({p["run"] for p in sub.payloads("/prediction")}) >= 6, 60, "every run")
     time.sleep(2)
     for p in sub.payloads("/prediction"):
         by_run.setdefault(str(p["run"]), []).append(p)
@@ -261,7 +253,7 @@ def test_a_sender_that_keeps_failing_makes_the_publisher_fatal_not_silent(broker
     try:
         assert publisher.wait_connected(10)
         publisher.publish("custom/prediction", {"label": "x"})
-        _wait(lambda: publisher.fatal is not None, 30 + THREAD_RESTARTS * 2, "the publisher to give up")
+        eventually(lambda: publisher.fatal is not None, 30 + THREAD_RESTARTS * 2, "the publisher to give up")
         assert "mqtt-sender keeps failing" in str(publisher.fatal)
         assert publisher.thread_restarts >= THREAD_RESTARTS
         assert not publisher.healthy()
@@ -292,15 +284,15 @@ def test_after_an_outage_live_predictions_go_first_and_the_backlog_follows_marke
     sub = Subscriber(broker, "edge-agent/replay/custom/prediction", persistent=True)
     proc = start_agent(_agent(int8_model, video, broker, "replay", "--loop", "--realtime", "--metrics-interval", "0"))
     with running(proc):
-        _wait(lambda: len(sub.payloads("/prediction")) >= 10, 30, "first predictions")
+        eventually(lambda: len(sub.payloads("/prediction")) >= 10, 30, "first predictions")
         broker.stop()
         before = len(sub.messages)
         time.sleep(20)  # ~200 predictions spooled at 10 fps
         broker.start()
-        _wait(lambda: any(not json.loads(m.payload).get("replayed") for m in sub.messages[before + 20:]), 90,
-              "live predictions after the reconnect")
-        _wait(lambda: sum(bool(json.loads(m.payload).get("replayed")) for m in sub.messages) >= 150, 60,
-              "the backlog")
+        eventually(lambda: any(not json.loads(m.payload).get("replayed") for m in sub.messages[before + 20:]), 90,
+                   "live predictions after the reconnect")
+        eventually(lambda: sum(bool(json.loads(m.payload).get("replayed")) for m in sub.messages) >= 150, 60,
+                   "the backlog")
     after = [(m.timestamp, json.loads(m.payload)) for m in sub.messages[before:]]
     sub.close()
     replayed = [p["seq"] for _, p in after if p.get("replayed")]

@@ -18,22 +18,13 @@ from edge_agent import manifest as manifest_mod
 from edge_agent.config import Config
 from edge_agent.hub import ControlError, discovery_messages, parse_command
 from tests import ha_schema
-from tests.helpers import Broker, Subscriber, agent_env, make_video, running, start_agent
+from tests.helpers import Broker, Subscriber, agent_env, eventually, make_video, running, start_agent
 
 
 def _agent(model: Path, video: Path, broker: Broker, device: str, *extra: str) -> list[str]:
     return ["--model", str(model), "--source", str(video), "--mqtt-host", broker.host, "--mqtt-port",
             str(broker.port), "--device-id", device, "--threshold", "0",
                 "--no-on-change", "--max-rate", "0", "--log-level", "info", *extra]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +79,17 @@ def test_discovery_on_connect_and_again_when_home_assistant_comes_online(road_mo
     with running(proc):
         sensor = "homeassistant/sensor/roadpi/road_label/config"
         fault = "homeassistant/binary_sensor/roadpi/road_fault/config"
-        _wait(lambda: bool(sub.raw(sensor)) and bool(sub.raw(fault)), 30, "discovery")
+        eventually(lambda: bool(sub.raw(sensor)) and bool(sub.raw(fault)), 30, "discovery")
         assert ha_schema.check("sensor", json.loads(sub.raw(sensor)[0])) == []
         assert ha_schema.check("binary_sensor", json.loads(sub.raw(fault)[0])) == []
         info = json.loads(sub.raw("edge-agent/roadpi/info")[0])
         assert info["task"] == "road" and info["model"]["name"] == "road" and info["backend"]["name"]
         before = len(sub.raw(sensor))
         sub.client.publish("homeassistant/status", "online", qos=1)  # HA restarted: not retained
-        _wait(lambda: len(sub.raw(sensor)) > before, 15, "discovery re-sent after homeassistant/status online")
+        eventually(lambda: len(sub.raw(sensor)) > before, 15, "discovery re-sent after homeassistant/status online")
     # retained: a hub connecting later still sees the entities
     late = Subscriber(broker, "homeassistant/#")
-    _wait(lambda: bool(late.raw(sensor)), 10, "retained discovery")
+    eventually(lambda: bool(late.raw(sensor)), 10, "retained discovery")
     late.close()
     sub.close()
 
@@ -133,13 +124,13 @@ def test_broker_down_30s_mid_stream_loses_nothing(int8_model: Path, video: Path,
     proc = start_agent(_agent(int8_model, video, broker, "outage", "--task", "custom", "--loop", "--realtime",
                               "--max-frames", str(frames), "--metrics-interval", "0"))
     with running(proc):
-        _wait(lambda: len(sub.payloads("/prediction")) >= 20, 30, "first predictions")
+        eventually(lambda: len(sub.payloads("/prediction")) >= 20, 30, "first predictions")
         broker.stop()
         time.sleep(30)
         broker.start()
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    _wait(lambda: len({p["seq"] for p in sub.payloads("/prediction")}) >= frames, 30, "every seq")
+    eventually(lambda: len({p["seq"] for p in sub.payloads("/prediction")}) >= frames, 30, "every seq")
     got = sub.payloads("/prediction")
     sub.close()
     seqs = [p["seq"] for p in got]
@@ -163,7 +154,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_accepted(int8_model: Path
                   "--metrics-interval", "0")
     first = start_agent(args, env=env)
     with running(first):
-        _wait(lambda: len(sub.payloads("/prediction")) >= 10, 30, "first predictions")
+        eventually(lambda: len(sub.payloads("/prediction")) >= 10, 30, "first predictions")
         broker.stop()
         time.sleep(3)  # predictions now pile up in the spool
         first.send_signal(signal.SIGKILL)
@@ -178,8 +169,8 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_accepted(int8_model: Path
     second = start_agent([*args, "--max-frames", "5"], env=env)
     with running(second):
         second.wait(60)
-    _wait(lambda: accepted <= {p["seq"] for p in sub.payloads("/prediction") if p["run"] == run_a}, 30,
-          "the spooled predictions of the killed run")
+    eventually(lambda: accepted <= {p["seq"] for p in sub.payloads("/prediction") if p["run"] == run_a}, 30,
+               "the spooled predictions of the killed run")
     got_a = _first_occurrences([p["seq"] for p in sub.payloads("/prediction") if p["run"] == run_a])
     sub.close()
     assert got_a == list(range(max(accepted) + 1))
@@ -238,7 +229,7 @@ def test_remote_control_applies_valid_and_survives_fuzzed_payloads(int8_model: P
     proc = start_agent(_agent(int8_model, video, broker, "ctl", "--task", "custom", "--loop", "--realtime",
                               "--remote-control", "--metrics-interval", "1", "--log-level", "error"))
     with running(proc):
-        _wait(lambda: len(sub.payloads("/prediction")) >= 5, 30, "predictions")
+        eventually(lambda: len(sub.payloads("/prediction")) >= 5, 30, "predictions")
         sent: list[bytes] = []
 
         @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
@@ -249,12 +240,12 @@ def test_remote_control_applies_valid_and_survives_fuzzed_payloads(int8_model: P
             assert proc.poll() is None
 
         fuzz()
-        _wait(lambda: len(sub.payloads("/set/result")) >= len(sent), 30, "a reply to every fuzzed payload")
+        eventually(lambda: len(sub.payloads("/set/result")) >= len(sent), 30, "a reply to every fuzzed payload")
         assert proc.poll() is None
         rejected = sum(1 for r in sub.payloads("/set/result") if not r["ok"])
         assert rejected > len(sent) // 2
         sub.client.publish("edge-agent/ctl/custom/set", b'{"resume": true, "threshold": 1.0}', qos=1)
-        _wait(lambda: sub.payloads("/set/result")[-1]["ok"], 10, "accepted")
+        eventually(lambda: sub.payloads("/set/result")[-1]["ok"], 10, "accepted")
         time.sleep(1.0)
         count = len(sub.payloads("/prediction"))
         time.sleep(2.0)
@@ -270,7 +261,7 @@ def test_remote_control_is_off_unless_enabled(int8_model: Path, video: Path, bro
     sub = Subscriber(broker, "edge-agent/#")
     proc = start_agent(_agent(int8_model, video, broker, "noctl", "--task", "custom", "--loop", "--realtime"))
     with running(proc):
-        _wait(lambda: len(sub.payloads("/prediction")) >= 3, 30, "predictions")
+        eventually(lambda: len(sub.payloads("/prediction")) >= 3, 30, "predictions")
         sub.client.publish("edge-agent/noctl/custom/set", b'{"threshold": 1.0}', qos=1)
         time.sleep(1.5)
         count = len(sub.payloads("/prediction"))
@@ -340,7 +331,7 @@ def test_twenty_agents_on_one_broker_for_a_minute(int8_model: Path, tmp_path: Pa
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    _wait(lambda: len(sub.payloads("/prediction")) >= 20 * frames, 30, "all predictions")
+    eventually(lambda: len(sub.payloads("/prediction")) >= 20 * frames, 30, "all predictions")
     by_device: dict[str, list[int]] = {}
     for message in sub.messages:
         payload = json.loads(message.payload)

@@ -32,8 +32,8 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
-from .common import Context, make_interpreter, spread
-from .peer import agent_env, proc_cpu_s
+from .common import Context, spread
+from .peer import agent_env, labels_flag, proc_cpu_s
 
 AFTER_S: Final = 2.0  # after the change
 SETTLE_S: Final = 2.0  # start-up and the first frames are left out of the still part's CPU
@@ -66,14 +66,9 @@ def scene_video(path: Path, fps: float, still_frames: int, after_s: float, seed:
 def run_gated(ctx: Context, model: Path, video: Path, change_at: int, fps: float, gate: float,
               threads: int) -> dict[str, Any]:
     """One agent run: % of one core while still, and the first changed frame's line."""
-    interp = make_interpreter(ctx, model, 1, None)
-    labels = ctx.labels_for(model, int(np.prod(interp.get_output_details()[0]["shape"])))
-    del interp
     cmd = [sys.executable, "-m", "edge_agent", "--task", "custom", "--model", str(model), "--source", str(video),
            "--realtime", "--threshold", "0", "--max-rate", "0", "--no-on-change", "--threads", str(threads),
-           "--change-gate", str(gate), "--log-level", "warning", "--sink", "stdout"]
-    if labels is not None:
-        cmd += ["--labels", str(labels)]
+           "--change-gate", str(gate), "--log-level", "warning", "--sink", "stdout", *labels_flag(ctx, model)]
     settle = min(int(SETTLE_S * fps), change_at // 3)
     lines: dict[int, dict[str, Any]] = {}
     marks: dict[str, tuple[float, float]] = {}

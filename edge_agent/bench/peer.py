@@ -142,13 +142,18 @@ def agent_env(checkout: Path | None) -> dict[str, str]:
     return env
 
 
+def labels_flag(ctx: Context, model: Path) -> list[str]:
+    """``--labels FILE`` for a model without a manifest (the agent needs labels), else nothing."""
+    interp = make_interpreter(ctx, model, 1, None)
+    labels = ctx.labels_for(model, int(np.prod(interp.get_output_details()[0]["shape"])))
+    return [] if labels is None else ["--labels", str(labels)]
+
+
 def run_agent(ctx: Context, model: Path, frames: int, threads: int, workers: int,
               checkout: Path | None = None) -> dict[str, float]:
     """The agent's own command line (stdout sink, every frame published); steady-state FPS and CPU
     from its first prediction line on."""
-    interp = make_interpreter(ctx, model, 1, None)
-    labels = ctx.labels_for(model, int(np.prod(interp.get_output_details()[0]["shape"])))
-    del interp
+    labels = labels_flag(ctx, model)
     offered = agent_flags(checkout)
     cmd = [sys.executable, "-m", "edge_agent", "--task", "custom", "--model", str(model), "--source",
            str(ctx.source), "--loop", "--threshold", "0", "--max-rate", "0", "--threads", str(threads),
@@ -157,8 +162,7 @@ def run_agent(ctx: Context, model: Path, frames: int, threads: int, workers: int
         cmd.append("--no-on-change")
     if workers != 1 or "--workers" in offered:
         cmd += ["--workers", str(workers)]
-    if labels is not None:
-        cmd += ["--labels", str(labels)]
+    cmd += labels
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                           env=agent_env(checkout)) as proc:
         assert proc.stdout is not None
