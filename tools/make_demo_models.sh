@@ -13,7 +13,9 @@ BUILD=build/demo
 export TF_CPP_MIN_LOG_LEVEL=2
 mkdir -p "$BUILD" models samples
 
-# Both: MobileNet v1 alpha 0.35 at 96x96 from scratch, 300 images per class, 45 epochs (the best
+# Both: MobileNet v1 alpha 0.35 from scratch (waste at 96x96; road at 128x128, the renders' own size:
+# at 96 px a thin crack is a pixel wide and the model stays unsure between crack and normal, and an
+# unsure model is one whose scores move for a grey level of noise — models/road.md), 300 images per class, 45 epochs (the best
 # validation epoch is kept), full int8 in and out with per-tensor weight scales: per-channel scales
 # make a model this small ~32 % of its float size, per-tensor ~26 %, at no measured accuracy cost
 # (see the model cards). Two stages: from scratch with decode augmentation (JPEG re-encode, colour
@@ -22,17 +24,17 @@ mkdir -p "$BUILD" models samples
 # tools/perturb_check.py checks that on the sample video (at most 0.05).
 declare -A EPOCHS=([waste]=45 [road]=45)
 declare -A STABLE_EPOCHS=([waste]=12 [road]=20)
+declare -A RES=([waste]=96 [road]=128)
 PER_CLASS=300
 ALPHA=0.35
-RES=96
 
 for task in "${@:-waste road}"; do
   for t in $task; do
     "$PY" "tools/gen_${t}_data.py" --out "build/data/$t" --per-class "$PER_CLASS" --seed 1
     "${CONVERT[@]}" train "build/data/$t" --out "$BUILD/$t.keras" --arch mobilenet_v1 --alpha "$ALPHA" \
-      --resolution "$RES" --epochs "${EPOCHS[$t]}" --seed 1 --decode-augment
+      --resolution "${RES[$t]}" --epochs "${EPOCHS[$t]}" --seed 1 --decode-augment
     "${CONVERT[@]}" train "build/data/$t" --out "$BUILD/${t}_stable.keras" --arch mobilenet_v1 --alpha "$ALPHA" \
-      --resolution "$RES" --epochs "${STABLE_EPOCHS[$t]}" --seed 1 --decode-augment --stability 4 \
+      --resolution "${RES[$t]}" --epochs "${STABLE_EPOCHS[$t]}" --seed 1 --decode-augment --stability 4 \
       --init "$BUILD/$t.keras" --learning-rate 3e-4
     "${CONVERT[@]}" quantize "$BUILD/${t}_stable.keras" --out "models/$t.tflite" --task "$t" --io-type int8 --per-tensor \
       --report "$BUILD/$t.report.md" --keep-float "$BUILD/${t}_float.tflite"
