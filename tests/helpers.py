@@ -120,6 +120,11 @@ class Subscriber:
         with self._lock:
             return [json.loads(m.payload) for m in self.messages if m.topic.endswith(suffix) and m.payload]
 
+    def arrivals(self, *topics: str) -> list[tuple[str, bytes]]:
+        """(topic, payload) of these topics in the order they arrived."""
+        with self._lock:
+            return [(m.topic, bytes(m.payload)) for m in self.messages if m.topic in topics]
+
     def texts(self, topic: str) -> list[str]:
         with self._lock:
             return [m.payload.decode() for m in self.messages if m.topic == topic]
@@ -136,6 +141,24 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def once_each(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Predictions as a hub keeps them: the contract sends the newest prediction again after a
+    Home Assistant discovery (2 s later, or at stop when the run ends sooner) and says to drop
+    repeats by (``run``, ``seq``). Only that is dropped: a repeat of anything but the newest
+    prediction so far, or one that differs from the first copy, fails here."""
+    first: dict[tuple[Any, Any], dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for p in payloads:
+        key = (p.get("run"), p.get("seq"))
+        if key in first:
+            assert p == first[key], f"seq {key[1]} sent twice with different payloads"
+            assert out and (out[-1].get("run"), out[-1].get("seq")) == key, f"seq {key[1]} repeated out of turn"
+            continue
+        first[key] = p
+        out.append(p)
+    return out
 
 
 def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (640, 480), fps: int = 10) -> Path:

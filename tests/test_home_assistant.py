@@ -152,9 +152,6 @@ def test_the_first_prediction_after_a_first_discovery_reaches_home_assistant(
     assert row.attributes.get("score", 0) >= CONFIDENT
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a run that ends within DISCOVERY_SETTLE_S of a first discovery "
-                   "says offline before its state is sent again for HA's late subscription; the fix (wait for that "
-                   "resend at stop) adds a duplicate that the suite's exact-count tests refuse (see docs/FIELD.md)")
 def test_a_run_that_ends_at_once_still_leaves_its_state_in_home_assistant(
         ha: HomeAssistant, scenes: dict[tuple[str, str], Path], tmp_path: Path) -> None:
     """One image, a device HA has never seen: the agent discovers, predicts and stops within a

@@ -18,7 +18,17 @@ from edge_agent import manifest as manifest_mod
 from edge_agent.config import Config
 from edge_agent.hub import ControlError, discovery_messages, parse_command
 from tests import ha_schema
-from tests.helpers import Broker, Subscriber, agent_env, eventually, make_video, running, start_agent
+from tests.helpers import (
+    Broker,
+    Subscriber,
+    agent_env,
+    eventually,
+    make_video,
+    once_each,
+    run_agent,
+    running,
+    start_agent,
+)
 
 
 def _agent(model: Path, video: Path, broker: Broker, device: str, *extra: str) -> list[str]:
@@ -92,6 +102,35 @@ def test_discovery_on_connect_and_again_when_home_assistant_comes_online(road_mo
     eventually(lambda: bool(late.raw(sensor)), 10, "retained discovery")
     late.close()
     sub.close()
+
+
+def _one_frame(int8_model: Path, video: Path, broker: Broker, device: str,
+               *flag: str) -> tuple[list[tuple[str, bytes]], float]:
+    """Run one frame to the end: (prediction and status messages in arrival order, seconds)."""
+    sub = Subscriber(broker, f"edge-agent/{device}/#")
+    status, prediction = f"edge-agent/{device}/status", f"edge-agent/{device}/custom/prediction"
+    started = time.monotonic()
+    result = run_agent(_agent(int8_model, video, broker, device, "--task", "custom", "--max-frames", "1", *flag))
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    eventually(lambda: sub.texts(status)[-1:] == ["offline"], 10, "offline at the end")
+    order = sub.arrivals(prediction, status)
+    sub.close()
+    return order, took
+
+
+def test_a_run_that_ends_at_once_sends_its_state_again_before_it_says_offline(
+        int8_model: Path, video: Path, broker: Broker) -> None:
+    """One frame, then stop: Home Assistant subscribes to a new entity's state topic a moment
+    after its discovery config, so the newest prediction goes out again at the settle time
+    (2 s after discovery), and only then the retained ``offline``; with discovery off, no repeat."""
+    for device, flag, copies in (("once", (), 2), ("onceoff", ("--no-discovery",), 1)):
+        order, took = _one_frame(int8_model, video, broker, device, *flag)
+        predictions = [payload for topic, payload in order if topic.endswith("/prediction")]
+        assert len(predictions) == copies and len(set(predictions)) == 1, order  # the same message again
+        assert order[-1] == (f"edge-agent/{device}/status", b"offline"), order  # after the repeat, not before
+        if copies == 2:
+            assert took >= 1.5, f"the stop waited for the settle time ({took:.1f} s)"
 
 
 def test_no_discovery_clears_the_tasks_entities(road_model: Path, video: Path, broker: Broker) -> None:
@@ -188,7 +227,7 @@ def test_unwritable_spool_falls_back_to_memory_with_one_clear_line(int8_model: P
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "keeping predictions in memory" in err and "spool" in err
-    assert len(sub.wait_for("/prediction", 30)) == 30
+    assert len(once_each(sub.wait_for("/prediction", 30))) == 30
     sub.close()
 
 
@@ -292,7 +331,7 @@ def test_acl_confines_a_device_to_its_own_topics(int8_model: Path, video: Path, 
     with running(result):
         _, err = result.communicate(timeout=60)
     assert result.returncode == 0, err
-    assert [p["seq"] for p in sub.wait_for("/prediction", 10)] == list(range(10))
+    assert [p["seq"] for p in once_each(sub.wait_for("/prediction", 10))] == list(range(10))
     assert sub.raw("homeassistant/sensor/pi1/custom_label/config"), "discovery is within the device's rights"
     # pi1's credentials trying to speak for pi2: the broker refuses (MQTT 5 says so in the PUBACK)
     intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv5)

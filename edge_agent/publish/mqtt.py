@@ -160,10 +160,12 @@ class MqttPublisher:
         return self.pending == 0
 
     def stop(self, flush_timeout: float = 3.0) -> None:
-        """Publish ``offline``, wait for what is in flight, disconnect cleanly. Whatever the broker
-        has not acknowledged stays in the spool for the next start."""
+        """Send the resends still due (at most ``DISCOVERY_SETTLE_S`` after a discovery), publish
+        ``offline``, wait for what is in flight, disconnect cleanly. Whatever the broker has not
+        acknowledged stays in the spool for the next start."""
         client = self._link.client
         if client is not None and self.connected:
+            self._sender.settle(flush_timeout)  # the state a just-subscribed hub is owed goes out first
             try:
                 info = client.publish(self.status_topic, contract.STATUS_OFFLINE, qos=1, retain=True)
                 deadline = time.monotonic() + flush_timeout

@@ -54,6 +54,7 @@ class Sender:
         self._early: dict[int, tuple[float, Any]] = {}
         self._replay = Replay(REPLAY_BURST)
         self._online_due: float | None = None  # when "online" must go out at the latest; None: it went out
+        self._resends: list[threading.Timer] = []  # resend_newest timers, waited for by settle()
         self.echo = EchoCheck(link.cfg.protocol)
         self.sent = 0
         self.acked = 0
@@ -134,7 +135,19 @@ class Sender:
 
         timer = threading.Timer(delay_s, send)
         timer.daemon = True
+        with self._lock:
+            self._resends = [t for t in self._resends if t.is_alive()] + [timer]
         timer.start()
+
+    def settle(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the resends still due: a run that stops within a moment
+        of a first discovery would otherwise say offline before the hub, which subscribes to a new
+        entity's state topic a moment after its config, ever had the state."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending = [t for t in self._resends if t.is_alive()]
+        for timer in pending:
+            timer.join(max(0.0, deadline - time.monotonic()))
 
     def _backlog_done(self, end: int) -> None:
         """The backlog is out: send the newest live message of each replayed topic again, so a hub's
