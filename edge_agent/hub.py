@@ -54,6 +54,12 @@ def _device_block(device_id: str) -> dict[str, Any]:
             "manufacturer": "edge-agent", "model": board_model(), "sw_version": __version__}
 
 
+def state_topics(messages: Sequence[tuple[str, dict[str, Any]]]) -> frozenset[str]:
+    """The topics Home Assistant keeps a state from (not those of ``event`` entities)."""
+    return frozenset(payload[key] for topic, payload in messages if topic.split("/")[-4] != "event"
+                     for key in ("state_topic", "json_attributes_topic") if key in payload)
+
+
 def discovery_messages(config: Config, labels: Sequence[str], kind: str | None = None,
                        ) -> list[tuple[str, dict[str, Any]]]:
     """(topic, config payload) for each entity of this task. ``kind`` is the model's kind of input
@@ -248,15 +254,17 @@ class Hub:
             self.send_discovery()
 
     def send_discovery(self) -> None:
-        for topic, payload in discovery_messages(self.config, self.labels, self.kind):
+        messages = discovery_messages(self.config, self.labels, self.kind)
+        for topic, payload in messages:
             data = json.dumps(payload) if self.config.homeassistant.discovery else ""
             self.publisher.send_now(topic, data, qos=1, retain=True)
         self.discovery_sent += 1
         if self.config.homeassistant.discovery:
             # Home Assistant subscribes to a new entity's state topic a moment after its config
             # arrives; with on_change the next prediction may be a heartbeat away, so send the
-            # current state again once it listens.
-            self.publisher.resend_newest(DISCOVERY_SETTLE_S)
+            # current state again once it listens. Only states: an event entity (a voice command)
+            # would fire a second time.
+            self.publisher.resend_newest(DISCOVERY_SETTLE_S, state_topics(messages))
 
     def _reply(self, ok: bool, detail: str) -> None:
         self.publisher.send_now(self.result_topic, json.dumps({"ok": ok, "detail": detail,

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from .. import contract
@@ -142,9 +142,9 @@ class MqttPublisher:
         """Send outside the spool (status, discovery, replies): only while connected."""
         return self._link.send_now(topic, data, qos, retain)
 
-    def resend_newest(self, delay_s: float) -> None:
-        """In ``delay_s``, send the newest live message of each topic again (see :class:`.sender.Sender`)."""
-        self._sender.resend_newest(delay_s)
+    def resend_newest(self, delay_s: float, topics: Collection[str]) -> None:
+        """In ``delay_s``, send the newest live message of each of ``topics`` again (see :class:`.sender.Sender`)."""
+        self._sender.resend_newest(delay_s, topics)
 
     @property
     def pending(self) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -119,10 +120,11 @@ class Sender:
             progressed = True
         return progressed
 
-    def resend_newest(self, delay_s: float) -> None:
-        """In ``delay_s``, send the newest live message of each topic again (outside the spool): for a
-        hub that has just subscribed (a first discovery, Home Assistant restarted) and would otherwise
-        wait for the next change or heartbeat to have a state."""
+    def resend_newest(self, delay_s: float, topics: Collection[str]) -> None:
+        """In ``delay_s``, send the newest live message of each of ``topics`` again (outside the
+        spool): for a hub that has just subscribed (a first discovery, Home Assistant restarted) and
+        would otherwise wait for the next change or heartbeat to have a state. State topics only:
+        an event sent again would happen twice."""
 
         # only what went out before the hub could have subscribed, and nothing newer since
         before = time.monotonic() + delay_s / 2
@@ -130,7 +132,7 @@ class Sender:
         def send() -> None:
             with self._lock:
                 newest = self._replay.newest_before(before)
-            for message in newest:
+            for message in (m for m in newest if m.topic in topics):
                 self._link.send_now(message.topic, message.payload, message.qos, message.retain)
 
         timer = threading.Timer(delay_s, send)
