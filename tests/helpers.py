@@ -64,7 +64,12 @@ class Broker:
         # persistent: sessions and queued QoS 1 messages survive a broker restart (saved on SIGTERM)
         store = (f"persistence true\npersistence_location {self.workdir}/\npersistence_file broker-{self.port}.db\n"
                  if self.persistent else "persistence false\n")
-        self.conf.write_text(conf + user + store)
+        # mosquitto queues at most 1000 QoS 1 messages for a subscriber that reads slower than they
+        # come, then drops them ("Outgoing messages are being dropped"): a test's subscriber on a
+        # loaded machine falls behind an agent at hundreds of predictions a second, and the loss
+        # would be the broker's, not the agent's. No bound here.
+        queue = "max_queued_messages 0\n"
+        self.conf.write_text(conf + user + store + queue)
 
     def start(self) -> Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
