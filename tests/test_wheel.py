@@ -65,3 +65,12 @@ def test_the_installed_wheel_installs_its_own_unit(venv: Path, tmp_path: Path) -
                            "--exec", str(venv / "bin" / "edge-agent"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "edge-agent@.service" in result.stdout and not (tmp_path / "root").exists()
+
+
+def test_the_wheel_says_which_pythons_it_is_for(venv: Path) -> None:
+    """What pip and PyPI show: Debian 12's 3.11 and Debian 13's 3.13 (Raspberry Pi OS bookworm, trixie)."""
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.metadata as m, json; "
+                          "print(json.dumps(m.metadata('edge-agent').get_all('Classifier')))"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    classifiers = json.loads(out)
+    assert {"Programming Language :: Python :: 3.11", "Programming Language :: Python :: 3.13"} <= set(classifiers)
