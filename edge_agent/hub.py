@@ -54,10 +54,10 @@ def _device_block(device_id: str) -> dict[str, Any]:
             "manufacturer": "edge-agent", "model": board_model(), "sw_version": __version__}
 
 
-def state_topics(messages: Sequence[tuple[str, dict[str, Any]]]) -> frozenset[str]:
-    """The topics Home Assistant keeps a state from (not those of ``event`` entities)."""
-    return frozenset(payload[key] for topic, payload in messages if topic.split("/")[-4] != "event"
-                     for key in ("state_topic", "json_attributes_topic") if key in payload)
+def event_topics(messages: Sequence[tuple[str, dict[str, Any]]]) -> frozenset[str]:
+    """The topics of ``event`` entities (a voice command): each message is something that happened,
+    and sent a second time it would happen twice in Home Assistant."""
+    return frozenset(payload["state_topic"] for topic, payload in messages if topic.split("/")[-4] == "event")
 
 
 def discovery_messages(config: Config, labels: Sequence[str], kind: str | None = None,
@@ -221,6 +221,8 @@ class Hub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
+        # whether or not discovery is on: a command is an event for any hub
+        publisher.mark_events(event_topics(discovery_messages(config, self.labels, kind)))
         prefix, device = config.mqtt.topic_prefix, config.device_id
         self.info_topic = contract.device_topic(prefix, device, "info")
         self.metrics_topic = contract.device_topic(prefix, device, "metrics")
@@ -262,9 +264,8 @@ class Hub:
         if self.config.homeassistant.discovery:
             # Home Assistant subscribes to a new entity's state topic a moment after its config
             # arrives; with on_change the next prediction may be a heartbeat away, so send the
-            # current state again once it listens. Only states: an event entity (a voice command)
-            # would fire a second time.
-            self.publisher.resend_newest(DISCOVERY_SETTLE_S, state_topics(messages))
+            # current state again once it listens (states only: see event_topics).
+            self.publisher.resend_newest(DISCOVERY_SETTLE_S)
 
     def _reply(self, ok: bool, detail: str) -> None:
         self.publisher.send_now(self.result_topic, json.dumps({"ok": ok, "detail": detail,

@@ -7,6 +7,7 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ from edge_agent.config import Config, PostprocessConfig
 from edge_agent.hub import discovery_messages
 from edge_agent.postprocess import Prediction, PublishPolicy, Scored
 from tests import ha_schema
-from tests.helpers import Broker, Subscriber, free_port, run_agent, running, start_agent
+from tests.helpers import Broker, Subscriber, eventually, free_port, run_agent, running, start_agent
 
 
 def _p(label: str, score: float) -> Prediction:
@@ -153,3 +154,41 @@ def test_after_a_restart_a_fresh_state_comes_before_online(int8_model: Path, tmp
     for run, online in zip(runs, onlines, strict=True):
         first = next(i for i, (kind, value) in enumerate(order) if kind == "prediction" and value == run)
         assert first < online, order
+
+
+def test_after_a_replay_the_present_state_is_sent_again_but_a_command_is_not(
+        broker_factory: Callable[..., Broker]) -> None:
+    """The backlog of an outage goes out behind the live messages; then the newest live message of
+    each replayed topic is sent once more, so Home Assistant ends on the present state. A voice
+    command is an event: sent once more it would fire an automation twice."""
+    from edge_agent.config import MqttConfig
+    from edge_agent.publish.mqtt import MqttPublisher
+    from edge_agent.publish.spool import MemorySpool
+
+    broker = broker_factory(persistent=True)
+    sub = Subscriber(broker, "edge-agent/ev/#", persistent=True)  # its session outlives the outage
+    time.sleep(0.5)
+    broker.stop()
+    publisher = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "ev", "voice", MemorySpool())
+    publisher.mark_events({"edge-agent/ev/voice/command"})
+    publisher.start()
+    try:
+        backlog = 120  # per topic: ~5 s of replay at 50 a second, the live ones go out meanwhile
+        for seq in range(backlog):
+            publisher.publish("voice/command", {"seq": seq})
+            publisher.publish("custom/prediction", {"seq": seq})
+        time.sleep(2.5)  # older than this at the reconnect: the backlog
+        broker.start()
+        assert publisher.wait_connected(30)
+        publisher.publish("voice/command", {"seq": backlog})  # live, while the backlog drains
+        publisher.publish("custom/prediction", {"seq": backlog})
+        eventually(lambda: len(sub.payloads("/prediction")) >= backlog + 2, 60, "backlog, live and present state")
+        time.sleep(1.0)  # a repeated command would be here by now
+    finally:
+        publisher.stop()
+    commands = [p["seq"] for p in sub.payloads("/voice/command")]
+    predictions = [p["seq"] for p in sub.payloads("/prediction")]
+    sub.close()
+    assert sorted(predictions) == [*range(backlog), backlog, backlog], "the present state once more"
+    assert predictions[-1] == backlog
+    assert sorted(commands) == list(range(backlog + 1)), "every command once, none repeated"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from edge_agent import manifest as manifest_mod
 from edge_agent.config import Config
-from edge_agent.hub import ControlError, discovery_messages, parse_command, state_topics
+from edge_agent.hub import ControlError, discovery_messages, event_topics, parse_command
 from tests import ha_schema
 from tests.helpers import (
     Broker,
@@ -63,8 +63,8 @@ def test_discovery_payloads_follow_the_home_assistant_schema(task: str, labels: 
     components = [topic.split("/")[1] for topic, _ in messages]
     expected = {"voice": ["event"], "road": ["sensor", "binary_sensor"]}.get(task, ["sensor"])
     assert components == expected
-    # what is sent again once HA has subscribed: states, never an event (it would fire twice)
-    assert state_topics(messages) == (frozenset() if task == "voice" else {f"edge-agent/kitchen/{task}/prediction"})
+    # never sent twice on purpose: an event (it would fire twice); a state is (a late subscriber's due)
+    assert event_topics(messages) == ({"edge-agent/kitchen/voice/command"} if task == "voice" else frozenset())
     unique_ids = [payload["unique_id"] for _, payload in messages]
     assert len(set(unique_ids)) == len(unique_ids)
     for topic, payload in messages:

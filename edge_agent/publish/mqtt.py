@@ -142,9 +142,14 @@ class MqttPublisher:
         """Send outside the spool (status, discovery, replies): only while connected."""
         return self._link.send_now(topic, data, qos, retain)
 
-    def resend_newest(self, delay_s: float, topics: Collection[str]) -> None:
-        """In ``delay_s``, send the newest live message of each of ``topics`` again (see :class:`.sender.Sender`)."""
-        self._sender.resend_newest(delay_s, topics)
+    def resend_newest(self, delay_s: float) -> None:
+        """In ``delay_s``, send the newest live message of each topic again (see :class:`.sender.Sender`)."""
+        self._sender.resend_newest(delay_s)
+
+    def mark_events(self, topics: Collection[str]) -> None:
+        """Full topics whose messages are events: never sent a second time on purpose (the resend
+        after a discovery, the present state after a replay); delivery itself stays at least once."""
+        self._sender.events = frozenset(topics)
 
     @property
     def pending(self) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -56,6 +55,7 @@ class Sender:
         self._replay = Replay(REPLAY_BURST)
         self._online_due: float | None = None  # when "online" must go out at the latest; None: it went out
         self._resends: list[threading.Timer] = []  # resend_newest timers, waited for by settle()
+        self.events: frozenset[str] = frozenset()  # topics of events: never repeated on purpose
         self.echo = EchoCheck(link.cfg.protocol)
         self.sent = 0
         self.acked = 0
@@ -104,7 +104,10 @@ class Sender:
                 return False
             progressed = True
             room -= 1
-        if room <= 0 or backlog_from >= backlog_end:
+        if room <= 0:
+            return progressed
+        if backlog_from >= backlog_end:
+            self._backlog_done(backlog_end)  # once per connection, then a no-op
             return progressed
         allowed = self._replay.allowance(room)
         if allowed <= 0:
@@ -120,10 +123,10 @@ class Sender:
             progressed = True
         return progressed
 
-    def resend_newest(self, delay_s: float, topics: Collection[str]) -> None:
-        """In ``delay_s``, send the newest live message of each of ``topics`` again (outside the
-        spool): for a hub that has just subscribed (a first discovery, Home Assistant restarted) and
-        would otherwise wait for the next change or heartbeat to have a state. State topics only:
+    def resend_newest(self, delay_s: float) -> None:
+        """In ``delay_s``, send the newest live message of each topic again (outside the spool): for
+        a hub that has just subscribed (a first discovery, Home Assistant restarted) and would
+        otherwise wait for the next change or heartbeat to have a state. Not for :attr:`events`:
         an event sent again would happen twice."""
 
         # only what went out before the hub could have subscribed, and nothing newer since
@@ -132,7 +135,7 @@ class Sender:
         def send() -> None:
             with self._lock:
                 newest = self._replay.newest_before(before)
-            for message in (m for m in newest if m.topic in topics):
+            for message in (m for m in newest if m.topic not in self.events):
                 self._link.send_now(message.topic, message.payload, message.qos, message.retain)
 
         timer = threading.Timer(delay_s, send)
@@ -152,13 +155,13 @@ class Sender:
             timer.join(max(0.0, deadline - time.monotonic()))
 
     def _backlog_done(self, end: int) -> None:
-        """The backlog is out: send the newest live message of each replayed topic again, so a hub's
-        state is the present one, not the last replayed one."""
+        """The backlog is out: send the newest live message of each replayed topic again (not an
+        event's), so a hub's state is the present one, not the last replayed one."""
         with self._lock:
             latest = self._replay.finish(end)
         if latest is None:
             return
-        for message in latest:
+        for message in (m for m in latest if m.topic not in self.events):
             self._link.send_now(message.topic, message.payload, message.qos, message.retain)
         logger.info("replay done: %d messages from the spool sent behind the live ones", self.replayed)
 
