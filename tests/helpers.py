@@ -67,8 +67,9 @@ class Broker:
         # mosquitto queues at most 1000 QoS 1 messages for a subscriber that reads slower than they
         # come, then drops them ("Outgoing messages are being dropped"): a test's subscriber on a
         # loaded machine falls behind an agent at hundreds of predictions a second, and the loss
-        # would be the broker's, not the agent's. No bound here.
-        queue = "max_queued_messages 0\n"
+        # would be the broker's, not the agent's. A bound no test reaches (0, "no bound", makes
+        # mosquitto 2.0.11 drop a client that subscribes to its own topic at QoS 0: the echo check).
+        queue = "max_queued_messages 1000000\n"
         self.conf.write_text(conf + user + store + queue)
 
     def start(self) -> Broker:
