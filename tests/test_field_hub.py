@@ -167,7 +167,6 @@ def test_after_a_replay_the_present_state_is_sent_again_but_a_command_is_not(
 
     broker = broker_factory(persistent=True)
     sub = Subscriber(broker, "edge-agent/ev/#", persistent=True)  # its session outlives the outage
-    time.sleep(0.5)
     broker.stop()
     publisher = MqttPublisher(MqttConfig(host=broker.host, port=broker.port), "ev", "voice", MemorySpool())
     publisher.mark_events({"edge-agent/ev/voice/command"})

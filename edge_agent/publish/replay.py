@@ -37,12 +37,12 @@ class Replay:
         self._newest: dict[str, Message] = {}  # per topic, the newest spooled message handed to paho
         self._newest_at: dict[str, float] = {}  # ... and when
         self._replayed_topics: set[str] = set()
-        self._finished = True  # this connection's backlog is out and its end handled (finish)
+        self.finished = True  # this connection's backlog is out and its end handled (finish)
 
     def restart(self, backlog_end: int) -> None:
         """A new connection: everything up to ``backlog_end`` is the backlog, sent again from the start."""
         self.backlog_end = backlog_end
-        self._finished = backlog_end == 0
+        self.finished = backlog_end == 0
         self.backlog_cursor = 0
         self.live_cursor = backlog_end
         self._latest_live.clear()
@@ -87,9 +87,9 @@ class Replay:
         """The backlog up to ``end`` is out: the newest live message of each replayed topic, to send
         again; None when it was already finished. (Once per connection: a cursor that reached the
         end by sending is not yet a finished backlog, hence the flag.)"""
-        if self._finished:
+        if self.finished:
             return None
-        self._finished = True
+        self.finished = True
         self.backlog_cursor = self.backlog_end = end
         latest = [m for t, m in self._latest_live.items() if t in self._replayed_topics]
         self._latest_live.clear()

@@ -96,6 +96,7 @@ class Sender:
             room = WINDOW - len(self._inflight)
             live_from = max(self._replay.live_cursor, self._replay.backlog_end)
             backlog_from, backlog_end = self._replay.backlog_cursor, self._replay.backlog_end
+            finished = self._replay.finished
         if room <= 0:
             return False
         progressed = False
@@ -107,7 +108,8 @@ class Sender:
         if room <= 0:
             return progressed
         if backlog_from >= backlog_end:
-            self._backlog_done(backlog_end)  # once per connection, then a no-op
+            if not finished:  # once per connection: read under the lock above, no second lock per pump
+                self._backlog_done(backlog_end)
             return progressed
         allowed = self._replay.allowance(room)
         if allowed <= 0:
