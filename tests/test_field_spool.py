@@ -89,6 +89,41 @@ def test_a_corrupt_spool_file_is_salvaged_then_set_aside(tmp_path: Path, caplog:
     third.close()
 
 
+@pytest.mark.parametrize("where", ["first-leaf", "last-leaf", "inner-page", "meta-and-leaf"])
+def test_salvage_reads_past_any_damaged_page(tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The pages a salvage finds hardest: the first and the last of the table (the search for the
+    next readable row starts before all ids, or finds none after), an inner page of the B-tree
+    (hundreds of rows below it), and the page that holds the file's own count."""
+    path = tmp_path / "s.sqlite"
+    spool = SqliteSpool(path)
+    for _i in range(2000):
+        spool.put("t", os.urandom(300), 1, False)
+    spool.close()
+    with sqlite3.connect(path) as db:  # where each page is, from SQLite's own page map
+        pages = db.execute("SELECT name, pageno, pagetype FROM dbstat ORDER BY name, path").fetchall()
+    leaves = [n for name, n, kind in pages if name == "outbox" and kind == "leaf"]
+    inner = [n for name, n, kind in pages if name == "outbox" and kind == "internal"]
+    meta = [n for name, n, _ in pages if name == "meta"]
+    assert len(inner) >= 2, "a table deep enough to have inner pages below its root"
+    damaged = {"first-leaf": [leaves[0]], "last-leaf": [leaves[-1]], "inner-page": [inner[1]],
+               "meta-and-leaf": [meta[0], leaves[len(leaves) // 2]]}[where]
+    with path.open("r+b") as f:
+        for page in damaged:
+            f.seek((page - 1) * 1024)
+            f.write(random.Random(page).randbytes(1024))
+    with caplog.at_level(logging.ERROR):
+        again = SqliteSpool(path)
+    line = next(r.getMessage() for r in caplog.records if "moved it aside" in r.getMessage())
+    saved = again.after(0, 5000)
+    assert 0 < len(saved) < 2000 and again.salvaged == len(saved)
+    if where == "meta-and-leaf":  # the count is gone with its page: the line names what could not be read
+        assert f"at most {again.lost} lost (ids " in line and "unreadable)" in line, line
+        assert again.lost >= 2000 - len(saved)
+    else:
+        assert again.lost == 2000 - len(saved) and f"{again.lost} lost" in line, line
+    again.close()
+
+
 def test_a_spool_damaged_while_open_is_salvaged_with_exact_counts(tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "s.sqlite"

@@ -181,14 +181,17 @@ class SqliteSpool:
             self._next = max(self._next, kept[-1].id + 1)
         expected = waiting if waiting is not None else saved.rows
         lost = max(0, expected - len(kept)) if expected is not None else None
+        counted = f"{lost} lost"
+        if lost is None:  # the file's own count was on a damaged page: bound it by the unreadable ids
+            ranges = ", ".join(f"{a}-{'end' if b is None else b}" for a, b in saved.unreadable[:5])
+            if all(b is not None and a > spool_file.FIRST_ID for a, b in saved.unreadable):
+                lost = sum(b - a + 1 for a, b in saved.unreadable if b is not None)
+                counted = f"at most {lost} lost (ids {ranges} unreadable)"
+            else:
+                counted = f"an unknown number lost (ids {ranges} unreadable)"
         self.salvaged += len(kept)
         self.lost += lost or 0
         self.dropped += lost or 0
-        if lost is None:
-            ranges = ", ".join(f"{max(a, 0)}-{'end' if b is None else b}" for a, b in saved.unreadable[:5])
-            counted = f"an unknown number lost (ids {ranges} unreadable)"
-        else:
-            counted = f"{lost} lost"
         logger.error("spool %s: %s; saved %d predictions from it, %s; moved it aside to %s and started a fresh "
                      "one with the saved predictions", self.path, why, len(kept), counted, aside.name)
 

@@ -47,7 +47,7 @@ DEAD_SQL: Final = ("CREATE TABLE IF NOT EXISTS dead (id INTEGER, topic, payload,
 # salvage of a damaged file counts its losses against)
 META_SQL: Final = "CREATE TABLE IF NOT EXISTS meta (ran REAL, rows INTEGER)"
 CORRUPT_ERRORS: Final = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-LOWEST_ID: Final = -(1 << 63)
+FIRST_ID: Final = 0  # ids start at 1 (from memory; AUTOINCREMENT in version 1): a salvage reads from here
 PROBE_LIMIT: Final = 64  # doublings past an unreadable id before the rest of the file counts as lost
 
 
@@ -131,6 +131,12 @@ def connect(path: Path, now_wall: float) -> Opened:
             db.execute("COMMIT")
         elif version == SCHEMA_VERSION and columns == COLUMNS and tables <= ours:
             db.execute(DEAD_SQL)
+            db.execute(META_SQL)
+            if db.execute("SELECT COUNT(*) FROM meta").fetchone()[0] != 1:  # lost, or doubled by hand
+                db.execute("BEGIN")
+                db.execute("DELETE FROM meta")
+                db.execute("INSERT INTO meta SELECT COALESCE(MAX(made), 0.0), COUNT(*) FROM outbox")
+                db.execute("COMMIT")
         elif version == 2 and columns == COLUMNS_V2 and tables <= ours:
             migrate_v2(db, now_wall)
         elif version == 0 and columns == COLUMNS_V2 and tables <= ours | {"sqlite_sequence"}:
@@ -324,7 +330,7 @@ def salvage(path: Path) -> Salvaged:
     try:
         db = _connect(path)
     except (sqlite3.Error, OSError):
-        return Salvaged([], None, 0.0, [(LOWEST_ID, None)])
+        return Salvaged([], None, 0.0, [(FIRST_ID, None)])
     try:
         recorded: int | None = None
         with contextlib.suppress(sqlite3.Error):
@@ -335,7 +341,7 @@ def salvage(path: Path) -> Salvaged:
         except sqlite3.Error:
             columns = ()
         if columns not in (COLUMNS, COLUMNS_V2):
-            return Salvaged([], recorded, 0.0, [(LOWEST_ID, None)])
+            return Salvaged([], recorded, 0.0, [(FIRST_ID, None)])
         ran = clock_of(db)
         made = "made" if columns == COLUMNS else "NULL"
         select = f"SELECT id, topic, payload, qos, retain, created, {made} FROM outbox WHERE id >= ? ORDER BY id"
@@ -351,7 +357,7 @@ def salvage(path: Path) -> Salvaged:
                 messages.append(message if row[6] is not None else dataclasses.replace(message, made=ran))
             return int(row[0]) + 1 if row[0] < (1 << 63) - 1 else None
 
-        at: int | None = LOWEST_ID
+        at: int | None = FIRST_ID
         while at is not None:
             try:  # fast: a stream of rows, until it steps onto a damaged page
                 for row in db.execute(select, (at,)):
