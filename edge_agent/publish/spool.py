@@ -30,9 +30,9 @@ keeps one past ``max_age_s``; a power-off does not age the spool either.
 
 **Self-healing.** A spool file that is corrupt or foreign is set aside with one log line and a
 fresh one is started (:mod:`.spool_file`); the rows still readable in a corrupt one are saved
-first and sent, and the line says how many were saved and lost. A file that cannot be written (read-only, disk full)
-makes the spool keep messages in memory, within the same bounds, and the disk is tried again
-every :data:`DISK_RETRY_S`. A row that can never be sent is a dead letter, counted in ``dead``,
+first and sent, and the line says how many were saved and lost. A file that cannot be written
+(read-only, disk full) makes the spool keep messages in memory, within the same bounds, and the
+disk is tried again every :data:`DISK_RETRY_S`. A row that can never be sent is a dead letter, counted in ``dead``,
 and the queue goes on.
 
 The message type and the :class:`~.message.Spool` interface are in :mod:`.message`.
