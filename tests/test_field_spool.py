@@ -223,6 +223,25 @@ def test_rows_stored_as_text_that_is_not_utf8_are_dead_letters_one_by_one(
         assert [r[0] for r in db.execute("SELECT id FROM dead ORDER BY rowid")] == [10, 30, 60]
 
 
+def test_doctor_shows_dead_letters_that_are_not_utf8(tmp_path: Path) -> None:
+    from edge_agent import config as config_mod
+    from edge_agent import doctor
+
+    path = tmp_path / "s.sqlite"
+    SqliteSpool(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO outbox (id, topic, payload, qos, retain, created) "
+                   "VALUES (1, CAST(X'74FE' AS TEXT), X'7B7D', 1, 0, 0)")
+    spool = SqliteSpool(path)
+    assert spool.after(0, 10) == [] and spool.dead == 1
+    spool.close()
+    cfg = config_mod.Config()
+    cfg.sink = "mqtt"
+    cfg.spool.path = str(path)
+    check = doctor.check_spool(cfg)
+    assert check.status == doctor.WARN and "1 not delivered (dead letters)" in check.detail, check
+
+
 def test_memory_fallback_keeps_the_bounds_and_goes_back_to_disk(tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "s.sqlite"
