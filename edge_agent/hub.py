@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from . import __version__, contract, series_contract, tasks
 from .config import Config
+from .live import snapshot
 from .publish.mqtt import MqttPublisher
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ def discovery_messages(config: Config, labels: Sequence[str], kind: str | None =
         # new row in Home Assistant's recorder
         "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top} | tojson }}",
         "icon": ICONS.get(task, "mdi:eye"), **expiry, **common}))
+    if config.homeassistant.snapshot:  # the frame behind each label change (edge_agent.live.snapshot)
+        messages.append(snapshot.discovery(disc, device, task, snapshot.snapshot_topic(prefix, device, task), common))
     if task == "road":
         faults = [label for label in labels if label != "normal"]
         # Off when a "normal" prediction comes. With on_change a persisting fault is re-sent only at

@@ -26,6 +26,7 @@ from ..engine import Engine
 from ..errors import ModelError
 from ..hub import Command, percentile
 from ..manifest import ImageInput, Manifest
+from ..observe import Observer
 from ..postprocess import PublishPolicy, Smoother, predict
 from ..preprocess import image as image_pre
 from ..preprocess.gate import ChangeGate
@@ -163,6 +164,8 @@ class ImageAgent:
     """One image model, one frame source, one publisher. :meth:`reconfigure` swaps model and
     settings (and the source, when the config names another), keeping seq and the publisher."""
 
+    observer: Observer | None = None  # the live page and HA snapshot (edge_agent.observe); None: nobody
+
     def __init__(self, config: Config, model: ImageModel, publisher: Publisher,
                  hook: StageHook | None = None, source: Source | None = None) -> None:
         self.publisher = publisher
@@ -290,7 +293,10 @@ class ImageAgent:
         self.stats.frames += 1
         self.stats.last_label = prediction.label
         now_mono = time.monotonic()
-        if not self.policy.decide(prediction, now_mono):
+        published = self.policy.decide(prediction, now_mono)
+        if self.observer is not None:
+            self.observer.image(frame, prediction, published)
+        if not published:
             if hook is not None:
                 hook.stage("postprocess", (time.perf_counter() - t0) * 1000)
                 hook.done((now_mono - frame.mono) * 1000)
