@@ -109,6 +109,8 @@ class LiveServer:
         while self.view._streams and time.monotonic() < deadline:
             time.sleep(0.02)
         self._server.server_close()
+        logger.info("live page closed: %d frames encoded for viewers, %d requests refused",
+                    self.view.encoded, self.guard.refused)
 
     def health(self) -> dict[str, Any]:
         with self._health_lock:
