@@ -101,8 +101,6 @@ def discovery_messages(config: Config, labels: Sequence[str], kind: str | None =
         # new row in Home Assistant's recorder
         "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top} | tojson }}",
         "icon": ICONS.get(task, "mdi:eye"), **expiry, **common}))
-    if config.homeassistant.snapshot:  # the frame behind each label change (edge_agent.live.snapshot)
-        messages.append(snapshot.discovery(disc, device, task, snapshot.snapshot_topic(prefix, device, task), common))
     if task == "road":
         faults = [label for label in labels if label != "normal"]
         # Off when a "normal" prediction comes. With on_change a persisting fault is re-sent only at
@@ -114,6 +112,8 @@ def discovery_messages(config: Config, labels: Sequence[str], kind: str | None =
             "state_topic": state, "device_class": "problem",
             "value_template": "{{ 'ON' if value_json.label in " + json.dumps(faults) + " else 'OFF' }}",
             "payload_on": "ON", "payload_off": "OFF", **fault_timeout, **common}))
+    if config.homeassistant.snapshot:  # the frame behind each label change (edge_agent.live.snapshot)
+        messages.append(snapshot.discovery(disc, device, task, snapshot.snapshot_topic(prefix, device, task), common))
     return messages
 
 
