@@ -27,6 +27,7 @@ from .tasks import TASKS as TASK_TABLE
 
 PASSWORD_ENV: Final = "EDGE_AGENT_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
+HTTP_TOKEN_CREDENTIAL: Final = "http_token"  # the live page's token, as a systemd credential
 SINKS: Final = ("mqtt", "stdout")
 TASKS: Final = tuple(TASK_TABLE)  # the one task table is edge_agent/tasks.py
 MASK: Final = "********"
@@ -284,6 +285,11 @@ def load_secrets(config: Config, environ: typing.Mapping[str, str]) -> None:
         cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
         if cred.exists():
             config.mqtt.password = _read_secret(cred, "mqtt.password", "$CREDENTIALS_DIRECTORY")
+    if not config.http.token_file and environ.get("CREDENTIALS_DIRECTORY"):
+        token = Path(environ["CREDENTIALS_DIRECTORY"]) / HTTP_TOKEN_CREDENTIAL
+        if token.is_file():  # the live page's token as a systemd credential (install-service --http)
+            config.http.token_file = str(token)
+            config.origin["http.token_file"] = "$CREDENTIALS_DIRECTORY"
 
 
 def _short(value: Any) -> Any:
