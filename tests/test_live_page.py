@@ -5,6 +5,7 @@ is read over plain HTTP and, for the page itself, by Debian's chromium (headless
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import time
@@ -18,8 +19,11 @@ from edge_agent.agents.image import ImageInference
 from edge_agent.config import Config
 from edge_agent.service import load_model
 from edge_agent.sources.base import Frame
-from tests.helpers import assert_one_line_error, free_port, run_agent
+from tests.helpers import agent_env, assert_one_line_error, free_port, run_agent
 from tests.live_helpers import WASTE_VIDEO, browser, dom_text, live_agent
+from tests.voice_helpers import SINK_RATE_HZ, pulse_server, tone_model, tone_stream
+
+__all__ = ["tone_model"]  # the session fixture, imported for the voice page
 
 LIVE = ["--task", "waste", "--source", str(WASTE_VIDEO), "--realtime", "--loop", "--sink", "stdout",
         "--threads", "1"]
@@ -205,3 +209,25 @@ def test_a_real_browser_shows_the_label_of_the_frame_on_screen() -> None:
         assert label and index and index.isdigit(), (label, index, result.stderr[-2000:])
         assert label == _expected_label(int(index))
         assert 'src="frame.jpg?v=' in dom  # the frame itself is on the page
+
+
+@pytest.mark.slow
+def test_the_voice_page_shows_a_command_spoken_into_the_microphone(tmp_path: Path, tone_model: Path) -> None:
+    """A PulseAudio null sink's monitor is the agent's microphone; words played into it show on the
+    page read by a real browser: the last commands, and the score against the threshold."""
+    wav = tmp_path / "words.wav"
+    tone_stream(wav, ["stop", "tree", "on"], seed=11, rate=SINK_RATE_HZ)
+    with pulse_server(tmp_path / "pa") as pulse, live_agent(
+            ["--task", "voice", "--mic", "pulse", "--model", str(tone_model), "--sink", "stdout", "--threads", "1",
+             "--http", str(free_port())], env=agent_env(**pulse.env)) as agent:
+        assert "capturing at" in agent.log()
+        time.sleep(1.2)  # the 1 s window fills with the monitor's silence
+        played = pulse.play(wav)
+        assert played.returncode == 0, played.stderr
+        deadline = time.monotonic() + 20
+        while len(state(agent).get("commands", [])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result = browser(f"http://127.0.0.1:{agent.port}/", "--dump-dom")
+        commands = re.findall(r"<li[^>]*>([^<]*)</li>", result.stdout.split('id="commands"', 1)[-1].split("</ol>")[0])
+        assert [c.split()[-2] for c in commands] == ["on", "stop"], (commands, result.stderr[-2000:])
+        assert dom_text(result.stdout, "score") is not None and "/ 0.9" in (dom_text(result.stdout, "score") or "")
