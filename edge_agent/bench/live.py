@@ -6,7 +6,9 @@ looped (``--loop``: as fast as the CPU allows, so any work a viewer adds shows a
 stdout sink). Phases of ``--runs`` frames alternate, ``--rounds`` times: no viewer, then one
 viewer reading the MJPEG stream (the heaviest way to watch: ``STREAM_FPS`` JPEGs a second,
 encoded in the server's thread). Reported: fps per phase, the JPEGs the viewer received, and
-``with_vs_without`` = fps with a viewer / fps without (the target: at least 0.95). Interleaved
+``with_vs_without`` = fps with a viewer / fps without (the target: at least 0.95), and
+``cpu_with_vs_without``: the agent process's CPU time per frame (all threads, /proc) with a
+viewer / without, which other processes on a shared machine disturb far less than fps. Interleaved
 phases of one process cancel warm-up and thermal drift. A benchmark, never a timed test.
 """
 
@@ -22,7 +24,7 @@ from typing import Any, Final
 
 from ..live.server import STREAM_FPS
 from .common import Context, spread
-from .peer import agent_env, labels_flag
+from .peer import agent_env, labels_flag, proc_cpu_s
 
 TARGET_WITH_VS_WITHOUT: Final = 0.95  # one viewer costs at most 5 % of the agent's fps
 SETTLE_FRAMES: Final = 30  # start-up frames left out
@@ -86,13 +88,13 @@ def mode_live(ctx: Context) -> dict[str, Any]:
                         deadline = time.monotonic() + PAGE_WAIT_S
                         while viewer.jpegs == 0 and time.monotonic() < deadline:
                             next(lines)
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), proc_cpu_s(proc.pid)
                     for _ in range(a.runs):
                         next(lines)
-                    elapsed = time.perf_counter() - t0
+                    elapsed, cpu = time.perf_counter() - t0, proc_cpu_s(proc.pid) - c0
                     jpegs = viewer.close() if viewer is not None else 0
                     phases.append({"viewer": watched, "frames": a.runs, "fps": a.runs / elapsed,
-                                   "jpegs_received": jpegs})
+                                   "cpu_ms_per_frame": 1000 * cpu / a.runs, "jpegs_received": jpegs})
         except StopIteration:
             raise RuntimeError(f"live: the agent ended early: {' '.join(cmd)}") from None
         finally:
@@ -100,6 +102,7 @@ def mode_live(ctx: Context) -> dict[str, Any]:
             proc.wait(timeout=30)
     rounds = [{"without": phases[i]["fps"], "with": phases[i + 1]["fps"],
                "with_vs_without": phases[i + 1]["fps"] / phases[i]["fps"],
+               "cpu_with_vs_without": phases[i + 1]["cpu_ms_per_frame"] / max(phases[i]["cpu_ms_per_frame"], 1e-9),
                "jpegs_received": phases[i + 1]["jpegs_received"]} for i in range(0, len(phases), 2)]
     return {"live": {
         "threads": threads, "frames_per_phase": a.runs, "stream_fps": STREAM_FPS, "phases": phases,
@@ -107,5 +110,6 @@ def mode_live(ctx: Context) -> dict[str, Any]:
         "fps_without": spread([r["without"] for r in rounds]),
         "fps_with": spread([r["with"] for r in rounds]),
         "with_vs_without": spread([r["with_vs_without"] for r in rounds]),
+        "cpu_with_vs_without": spread([r["cpu_with_vs_without"] for r in rounds]),
         "target": TARGET_WITH_VS_WITHOUT,
     }}
