@@ -231,3 +231,18 @@ def test_the_voice_page_shows_a_command_spoken_into_the_microphone(tmp_path: Pat
         commands = re.findall(r"<li[^>]*>([^<]*)</li>", result.stdout.split('id="commands"', 1)[-1].split("</ol>")[0])
         assert [c.split()[-2] for c in commands] == ["on", "stop"], (commands, result.stderr[-2000:])
         assert dom_text(result.stdout, "score") is not None and "/ 0.9" in (dom_text(result.stdout, "score") or "")
+
+
+def test_the_live_bench_measures_with_and_without_a_viewer_in_one_run() -> None:
+    """Every figure is there and the viewer really watched (JPEGs received): a property of the
+    bench, not a speed."""
+    from edge_agent.bench.cli import run as bench
+
+    report = bench(["live", "--model", str(WASTE_VIDEO.parent.parent / "models" / "waste.tflite"), "--source",
+                    str(WASTE_VIDEO), "--runs", "60", "--rounds", "2", "--quiet"])
+    live = report["results"]["live"]
+    assert [p["viewer"] for p in live["phases"]] == [False, True, False, True]
+    assert all(p["jpegs_received"] >= 1 for p in live["phases"] if p["viewer"])
+    assert all(p["jpegs_received"] == 0 for p in live["phases"] if not p["viewer"])
+    assert live["with_vs_without"]["rounds"] == 2 and live["with_vs_without"]["median"] > 0
+    assert live["cpu_with_vs_without"]["median"] > 0 and live["encode_ms_p50"] > 0

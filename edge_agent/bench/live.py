@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Final
 
+import cv2
+
+from ..live import jpeg
 from ..live.server import STREAM_FPS
+from ..live.view import PAGE_JPEG_QUALITY, PAGE_MAX_WIDTH
 from .common import Context, spread
 from .peer import agent_env, labels_flag, proc_cpu_s
 
@@ -100,6 +105,7 @@ def mode_live(ctx: Context) -> dict[str, Any]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    encode_ms = _encode_ms(ctx)
     rounds = [{"without": phases[i]["fps"], "with": phases[i + 1]["fps"],
                "with_vs_without": phases[i + 1]["fps"] / phases[i]["fps"],
                "cpu_with_vs_without": phases[i + 1]["cpu_ms_per_frame"] / max(phases[i]["cpu_ms_per_frame"], 1e-9),
@@ -112,4 +118,24 @@ def mode_live(ctx: Context) -> dict[str, Any]:
         "with_vs_without": spread([r["with_vs_without"] for r in rounds]),
         "cpu_with_vs_without": spread([r["cpu_with_vs_without"] for r in rounds]),
         "target": TARGET_WITH_VS_WITHOUT,
+        # what one viewer can cost at most, whatever else runs: STREAM_FPS encodes a second
+        "encode_ms_p50": round(encode_ms, 3),
+        "viewer_core_pct": round(encode_ms * STREAM_FPS / 10, 3),
     }}
+
+
+def _encode_ms(ctx: Context, frames: int = 60) -> float:
+    """Median time to encode one of the source's frames as the page's JPEG, in this process."""
+    cap = cv2.VideoCapture(str(ctx.source))
+    times: list[float] = []
+    try:
+        while len(times) < frames:
+            ok, image = cap.read()
+            if not ok:
+                break
+            t0 = time.perf_counter()
+            jpeg.encode(image, PAGE_MAX_WIDTH, PAGE_JPEG_QUALITY)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        cap.release()
+    return statistics.median(times) if times else 0.0
