@@ -70,6 +70,9 @@ def test_the_page_is_on_loopback_by_default_with_security_headers() -> None:
         # read-only: nothing but GET and HEAD
         for method in ("POST", "PUT", "DELETE"):
             assert agent.get("/api/state", method=method)[0] == 405
+        # DNS rebinding: another site's name pointed at 127.0.0.1 gets nothing from a page without a token
+        assert agent.get("/api/state", {"Host": f"evil.example:{port}"})[0] == 403
+        assert agent.get("/api/state", {"Host": f"localhost:{port}"})[0] == 200
         data = state(agent)
         assert data["kind"] == "image" and data["model"]["model"]["name"] == "waste"
         assert {"fps", "latency_ms", "publisher"} <= set(data["health"])

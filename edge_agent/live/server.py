@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, Final
 
+from ..config import is_loopback
 from ..errors import ConfigError
 from .auth import Guard
 from .view import LiveView
@@ -52,6 +53,15 @@ SECURITY_HEADERS: Final = {
 
 def page_file(name: str) -> bytes:
     return importlib.resources.files(__package__).joinpath("page", name).read_bytes()
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a request's Host header names this machine (127.0.0.1, [::1], localhost, any port).
+    No Host at all (an HTTP/1.0 client) is fine: a browser always sends one, so rebinding cannot omit it."""
+    if not host:
+        return True
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return is_loopback(name.strip("[]"))
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -93,10 +103,12 @@ class LiveServer:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25},
                                         name="live-http", daemon=True)
         self._thread.start()
+        level = max(logging.INFO, logger.getEffectiveLevel())  # shown at any --log-level: the link is needed
         if self.guard.code is not None:
-            logger.info("live page on %s — open once to sign in: %s?code=%s", self.url, self.url, self.guard.code)
+            logger.log(level, "live page on %s — open once to sign in: %s?code=%s", self.url, self.url,
+                       self.guard.code)
         else:
-            logger.info("live page on %s", self.url)
+            logger.log(level, "live page on %s", self.url)
 
     def stop(self) -> None:
         """Streams end with their closing boundary, then the server closes."""
@@ -106,7 +118,7 @@ class LiveServer:
             return
         self._server.shutdown()
         deadline = time.monotonic() + STOP_WAIT_S
-        while self.view._streams and time.monotonic() < deadline:
+        while self.view.streams and time.monotonic() < deadline:
             time.sleep(0.02)
         self._server.server_close()
         logger.info("live page closed: %d frames encoded for viewers, %d requests refused",
@@ -163,6 +175,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         code = urllib.parse.parse_qs(url.query).get("code", [""])[0]
         if url.path == "/" and code and live.guard.redeem(code):
             self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": live.guard.cookie()})
+            return
+        if live.guard.token is None and not loopback_host(self.headers.get("Host")):
+            # without a token only this machine may look: a page on another site that points its own
+            # name at 127.0.0.1 (DNS rebinding) sends that name as Host, and gets nothing
+            self._send(403, b"forbidden: open the page as http://127.0.0.1:PORT/ or http://localhost:PORT/\n",
+                       "text/plain; charset=utf-8")
             return
         if not live.guard.allows(self.headers.get("Authorization"), self.headers.get("Cookie")):
             live.guard.refuse(self.client_address[0])

@@ -76,6 +76,11 @@ class LiveView:
     def watching(self) -> bool:
         return self._streams > 0 or self._clock() - self._seen < VIEWER_LEASE_S
 
+    @property
+    def streams(self) -> int:
+        """MJPEG streams open now."""
+        return self._streams
+
     def seen(self) -> None:
         """A page asked for something: it counts as looking for :data:`VIEWER_LEASE_S`."""
         self._seen = self._clock()
