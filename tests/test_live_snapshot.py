@@ -39,9 +39,10 @@ def test_each_label_change_sends_a_small_retained_jpeg(broker: Broker) -> None:
         labels = [p["label"] for p in once_each(sub.payloads("waste/prediction"))]
         changes = sum(1 for i, label in enumerate(labels) if i == 0 or label != labels[i - 1])
         snaps = [s for s in sub.raw(SNAPSHOT) if s]
-        # one per published label change; the very first may come before the broker connection
-        # and is then sent at connect, replaced by a newer one if that came meanwhile
-        assert changes - 1 <= len(snaps) <= changes and changes >= 4, (labels, len(snaps))
+        # one per published label change; those before the broker connection are not queued: the
+        # newest of them is sent at connect (a label lasts 2 s here: on a loaded machine the
+        # connection may take that long)
+        assert changes - 2 <= len(snaps) <= changes and changes >= 4 and len(snaps) >= 2, (labels, len(snaps))
         for jpg in snaps:
             assert len(jpg) < MAX_SNAPSHOT_BYTES
             image = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)

@@ -112,7 +112,9 @@ function health(state) {
   const rows = [
     ["fps", h.fps], ["latency p50 / p95", lat.p50 !== undefined ? `${lat.p50} / ${lat.p95} ms` : null],
     ["source", h.source], ["publisher", h.publisher], ["spool depth", h.spool_depth],
-    ["dropped", h.frames_dropped], ["CPU temperature", h.cpu_temp_c !== undefined && h.cpu_temp_c !== null ?
+    ["dropped", h.frames_dropped],
+    ["change gate", h.frames_gated === undefined ? null : h.frames_gated + " frames not inferred (no change)"],
+    ["CPU temperature", h.cpu_temp_c !== undefined && h.cpu_temp_c !== null ?
       h.cpu_temp_c + " °C" : null], ["throttled", h.throttled === null || h.throttled === undefined ? "n/a" :
       "0x" + h.throttled.toString(16)],
     ["model", m.model ? `${m.model.name} (${m.model.sha256})` : null],
