@@ -68,8 +68,19 @@ def shoot(args: list[str], out: Path, wait_s: float, size: str) -> None:
                             f"--window-size={size}", f"--screenshot={out}", f"http://127.0.0.1:{port}/"],
                            check=True, capture_output=True, timeout=120)
         proc.terminate()
-    cv2.imwrite(str(out), cv2.imread(str(out)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    small(out)
     print(f"{out}: {out.stat().st_size // 1024} KB")
+
+
+def small(png: Path) -> None:
+    """128 colours (Pillow, where installed: matplotlib brings it) keep a page screenshot near 35 KB."""
+    try:
+        from PIL import Image
+    except ImportError:
+        cv2.imwrite(str(png), cv2.imread(str(png)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        return
+    image = Image.open(png).convert("RGB")
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(png, optimize=True)
 
 
 def main() -> int:
