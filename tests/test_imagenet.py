@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent import manifest as manifest_mod
 from edge_agent.convert.image import pth
 from edge_agent.preprocess import image as image_pre
 
@@ -140,14 +139,13 @@ def test_fine_tune_from_a_pth_head_first_then_top_blocks(
     bn = base.get_layer("features_18_1").get_weights()  # its statistics stay ImageNet's (inference mode)
     np.testing.assert_array_equal(bn[2], state["features.18.1.running_mean"])
 
-    # quantize carries torchvision's preprocessing into the manifest; the agent feeds exactly that
-    tfl = tmp_path / "m.tflite"
-    assert cli.main(["quantize", str(out), "--out", str(tfl), "--num-calibration", "8", "--json"]) == 0
-    capsys.readouterr()
-    m = manifest_mod.load(manifest_mod.manifest_path_for(tfl))
-    assert m.input is not None and m.input.color_order == "RGB"
-    assert m.provenance["pretrained"]["licence"].startswith("torchvision's ImageNet")
-    table = image_pre.make_table(m.input, np.dtype(np.float32))
+    # quantize takes the input spec from the training record: torchvision's preprocessing reaches
+    # the manifest, and the agent's table then feeds exactly what training fed
+    from edge_agent.convert import quantize
+
+    spec = quantize.input_spec(quantize.Options(model=out, out=tmp_path / "m.tflite"), record, (32, 32, 3))
+    assert spec.color_order == "RGB"
+    table = image_pre.make_table(spec, np.dtype(np.float32))
     pixels = np.arange(256, dtype=np.float64)[:, None]
     want = (pixels / 255.0 - np.asarray(TORCH_MEAN)) / np.asarray(TORCH_STD)  # torchvision's transforms
     np.testing.assert_allclose(table, want, atol=1e-5)

@@ -201,6 +201,13 @@ def run(o: Options, stream: TextIO | None = None) -> dict[str, Any]:
     ds = data.scan(o.data)
     parts = data.split(ds, o.seed, o.val_split, o.test_split)
     spec = imagenet.input_spec(o.resolution) if pretrained else ImageInput(o.resolution, o.resolution)
+    inherited: dict[str, Any] = {}
+    if o.init is not None:  # go on feeding what the first stage was fed (an ImageNet start: torchvision's)
+        inherited = source.read_sidecar(o.init)
+        rec = inherited.get("input") or {}
+        if rec.get("mean") and rec.get("std"):
+            spec = dataclasses.replace(spec, mean=tuple(rec["mean"]), std=tuple(rec["std"]),
+                                       color_order=str(rec.get("color_order", spec.color_order)))
     counts = dict(zip(ds.labels, ds.counts(), strict=True))
     stream.write(f"{o.data}: {len(ds.samples)} images, {len(ds.labels)} classes {counts}; split {parts.sizes()}\n")
     x_train = data.normalize(data.load_images([s.path for s in parts.train], spec), spec)
@@ -286,7 +293,7 @@ def run(o: Options, stream: TextIO | None = None) -> dict[str, Any]:
         "alpha": o.alpha,
         "resolution": o.resolution,
         "weights": str(o.weights) if o.weights else None,
-        "pretrained": pretrained_record,
+        "pretrained": pretrained_record or inherited.get("pretrained"),
         "freeze_base": o.freeze_base,
         "fine_tune": {"epochs": o.fine_tune_epochs, "blocks": o.fine_tune_blocks,
                       "learning_rate": o.fine_tune_learning_rate} if pretrained else None,
