@@ -62,9 +62,9 @@ def model_kind(config: Config, manifest: Manifest | None) -> str:
         logger.info("model %s is %s model: running it as task 'custom'", resolve_model_path(config), _a(manifest.kind))
         config.task = "custom"
         return manifest.kind
-    raise ModelError(f"model {resolve_model_path(config)}: its manifest says it is {_a(manifest.kind)} model, but "
-                     f"task '{config.task}' ({config.where('task')}) takes {_a(task_kind)} model; give --task custom "
-                     "or the task of its kind")
+    raise ModelError(f"model {resolve_model_path(config)}: its manifest says it is {_a(manifest.kind)} model, not "
+                     f"{_a(task_kind)} model as task '{config.task}' ({config.where('task')}) takes; give --task "
+                     "custom or a task of its kind")
 
 
 def load_model(config: Config, loaders: Mapping[str, KindLoader]) -> tuple[str, Any]:
