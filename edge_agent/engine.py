@@ -146,6 +146,25 @@ def load_edgetpu_delegate(backend: Backend, spec: str) -> Any:
         ) from None
 
 
+# Operators that keep state in variable tensors from one invoke to the next (the fused LSTM/RNN keep
+# their hidden and cell state there; SVDF its memory; resource variables theirs). A classifier of
+# windows must answer each window alone, so an engine whose model has any of them resets its
+# variables before every invoke (measured: docs/SENSORS.md).
+STATEFUL_OPS: Final = frozenset({
+    "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
+    "BIDIRECTIONAL_SEQUENCE_RNN", "LSTM", "RNN", "SVDF", "VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE",
+})
+
+
+def stateful_ops(interpreter: Any) -> tuple[str, ...]:
+    """The operators of a loaded interpreter that carry state across invokes (empty: none)."""
+    try:
+        ops = {str(op.get("op_name", "")) for op in interpreter._get_ops_details()}
+    except Exception:  # an interpreter without the listing: assume state, a reset is always safe
+        return ("unknown",)
+    return tuple(sorted(ops & STATEFUL_OPS))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities from logits, in float32 (max subtracted first: no overflow)."""
     e = np.exp(logits - logits.max())
@@ -168,6 +187,7 @@ class Engine:
     delegate: str  # "cpu" or "edgetpu:<spec>"
     threads: int
     logits: bool = False  # the output holds logits: scores() applies the softmax (manifest "output")
+    stateful: tuple[str, ...] = ()  # operators with state across invokes: reset before each (STATEFUL_OPS)
 
     @classmethod
     def load(
@@ -236,6 +256,7 @@ class Engine:
             delegate=where,
             threads=threads,
             logits=logits,
+            stateful=stateful_ops(interp),
         )
         try:  # the smoke test: a model that loads but cannot run fails here, as one line
             engine.warm_up()
@@ -250,7 +271,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """First invoke is slow (allocations; on a Coral, loading the model onto the TPU): do it now."""
-        self.interpreter.invoke()
+        self.invoke()
 
     def run(self, fill: Callable[[np.ndarray], None]) -> np.ndarray:
         """``fill(view)`` writes the input tensor in place; returns dequantized float32 scores.
@@ -258,7 +279,7 @@ class Engine:
         The view is dropped before ``invoke()``: the interpreter refuses to run while numpy
         views of its buffers are alive."""
         self.fill(fill)
-        self.interpreter.invoke()
+        self.invoke()
         return self.scores()
 
     def fill(self, fill: Callable[[np.ndarray], None]) -> None:
@@ -266,7 +287,10 @@ class Engine:
         fill(self.interpreter.tensor(self.input_index)())
 
     def invoke(self) -> None:
-        """Run the model on the input written by :meth:`fill` (the second step of :meth:`run`)."""
+        """Run the model on the input written by :meth:`fill` (the second step of :meth:`run`): on
+        that input alone, whatever ran before (a stateful model's variables are reset first)."""
+        if self.stateful:
+            self.interpreter.reset_all_variables()
         self.interpreter.invoke()
 
     def scores(self) -> np.ndarray:

@@ -8,6 +8,7 @@ composition root (:mod:`edge_agent.service`) names them in one table.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from .config import Config
 from .errors import ConfigError, ModelError
 from .manifest import Manifest
 from .tasks import TASKS, default_model
+
+logger = logging.getLogger(__name__)
 
 KindLoader = Callable[[Path, Manifest | None, Config], Any]
 
@@ -41,16 +44,27 @@ def read_manifest(path: Path, config: Config) -> Manifest | None:
     return None
 
 
+def _a(kind: str) -> str:
+    """'an image model', 'an audio model', 'a series model'."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
 def model_kind(config: Config, manifest: Manifest | None) -> str:
-    """The kind of input this run handles. The task says it; a custom model's manifest says it;
-    a manifest of another kind than a built-in task's is refused (one line naming both)."""
+    """The kind of input this run handles. Without a manifest the task says it; with one, the
+    manifest says it and the task only names the entities. A task the user did not name (the
+    default, waste) gives way to a ``--model`` of another kind: the run becomes task ``custom``
+    (so a sensor model gets sensor entities, not image ones). A built-in task the user did name
+    that disagrees with the manifest is refused, one line naming both."""
     task_kind = TASKS[config.task].kind
-    if manifest is None:
-        return task_kind
-    if config.task != "custom" and manifest.kind != task_kind:
-        raise ModelError(f"model {resolve_model_path(config)}: its manifest says it is an {manifest.kind} model, "
-                         f"not an {task_kind} model (task '{config.task}')")
-    return manifest.kind
+    if manifest is None or config.task == "custom" or manifest.kind == task_kind:
+        return task_kind if manifest is None else manifest.kind
+    if config.model.path and config.where("task") == "default":
+        logger.info("model %s is %s model: running it as task 'custom'", resolve_model_path(config), _a(manifest.kind))
+        config.task = "custom"
+        return manifest.kind
+    raise ModelError(f"model {resolve_model_path(config)}: its manifest says it is {_a(manifest.kind)} model, but "
+                     f"task '{config.task}' ({config.where('task')}) takes {_a(task_kind)} model; give --task custom "
+                     "or the task of its kind")
 
 
 def load_model(config: Config, loaders: Mapping[str, KindLoader]) -> tuple[str, Any]:

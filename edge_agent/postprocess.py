@@ -86,6 +86,14 @@ class PublishPolicy:
     The defaults are what a Home Assistant user wants: a steady scene costs one message a minute
     (one recorder row), a change is published at once. ``on_change = false, max_rate = 0`` publishes
     every confident frame (30 a second from a 30 fps camera).
+
+    ``now`` is the caller's clock, never the wall clock: a live source's monotonic time (a Pi's
+    clock steps at boot when NTP catches up), a recorded source's media time (frame or sample
+    timestamps), so a file decoded at 200 fps publishes what a camera watching that scene would.
+
+    A confident change the rate ceiling held back is kept as :attr:`withheld` until a later
+    prediction is published or the scene returns to the published label: the agent publishes it
+    at stop (:meth:`take_withheld`), so a run never ends with a newer label unsaid.
     """
 
     threshold: float = 0.5
@@ -95,6 +103,7 @@ class PublishPolicy:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     _last_label: str | None = None
     _last_time: float | None = None
+    withheld: Prediction | None = None
 
     @classmethod
     def from_config(cls, pp: Any) -> PublishPolicy:
@@ -104,6 +113,8 @@ class PublishPolicy:
     def decide(self, prediction: Prediction, now: float) -> bool:
         if prediction.score < self.threshold:
             return False
+        if prediction.label == self._last_label and self.on_change:
+            self.withheld = None  # the scene is back to what the hub already holds
         heartbeat = (self.on_change and self.heartbeat_s > 0 and self._last_time is not None
                      and now - self._last_time >= self.heartbeat_s)
         if self.on_change and not heartbeat:
@@ -111,8 +122,20 @@ class PublishPolicy:
                 return False
             if self._last_label is not None and prediction.score < self.threshold + self.hysteresis:
                 return False
-        if self.max_rate > 0 and self._last_time is not None and now - self._last_time < 1.0 / self.max_rate:
+        if self.max_rate > 0 and self._last_time is not None and 0 <= now - self._last_time < 1.0 / self.max_rate:
+            self.withheld = prediction
             return False
+        self._mark(prediction, now)
+        return True
+
+    def take_withheld(self, now: float) -> Prediction | None:
+        """The change still unpublished, marked as published now (the agent sends it at stop)."""
+        prediction = self.withheld
+        if prediction is not None:
+            self._mark(prediction, now)
+        return prediction
+
+    def _mark(self, prediction: Prediction, now: float) -> None:
         self._last_label = prediction.label
         self._last_time = now
-        return True
+        self.withheld = None

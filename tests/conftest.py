@@ -92,3 +92,15 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 @pytest.fixture
 def broker(broker_factory: Callable[..., Broker]) -> Broker:
     return broker_factory()
+
+
+MAX_TEST_ID_CHARS = 200
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Short test ids: pytest puts the id of the running test into the environment of every process
+    it starts (PYTEST_CURRENT_TEST), and a parameter's bytes in an id (a 10 MB config) made each of
+    them fail with "Argument list too long". Give such cases ``ids=``."""
+    long = [item.nodeid[:120] + "…" for item in items if len(item.nodeid) > MAX_TEST_ID_CHARS]
+    if long:
+        raise pytest.UsageError(f"test ids over {MAX_TEST_ID_CHARS} characters (give them ids=): {long}")

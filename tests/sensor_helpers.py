@@ -30,18 +30,26 @@ MACHINE = series.SeriesSpec(
 
 
 def build_model(folder: Path, name: str, spec: series.SeriesSpec, labels: tuple[str, ...] = IMU_LABELS,
-                seed: int = 0, threshold: float = 0.5) -> Path:
-    """A tiny CNN classifier (raw features) or dense autoencoder (anomaly), random weights,
-    converted to full int8 by edge_agent.convert.series with calibration windows from ``spec``."""
+                seed: int = 0, threshold: float = 0.5, arch: str | None = None) -> Path:
+    """A tiny classifier (``arch``: a CNN by default; lstm, gru, dnn) or dense autoencoder (anomaly),
+    random weights, converted to full int8 by edge_agent.convert.series with calibration windows
+    from ``spec``; the recurrent ones through the same Keras the trainer uses (one fused op)."""
     from edge_agent.convert import _tf, series_models
     from edge_agent.convert.series import _convert
 
-    tf, keras = _tf.tf(), _tf.keras()
+    tf = _tf.tf()
     anomaly = spec.output == "anomaly"
-    arch = "autoencoder" if anomaly else "cnn"
+    arch = arch or ("autoencoder" if anomaly else "cnn")
+    keras, _ = series_models.library(arch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = series_models.build(arch, keras, spec.shape, len(labels), 8, seed)
+        if arch == "lstm":  # random weights, and a forget gate that keeps the state: the state matters
+            rng = np.random.default_rng(seed)
+            weights = [rng.normal(0, 0.4, w.shape).astype(np.float32) for w in model.get_weights()]
+            bias = next(i for i, w in enumerate(weights) if w.ndim == 1 and w.shape[0] == 4 * 8)
+            weights[bias][8:16] = 8.0  # Keras' gate order i, f, c, o: f ≈ 1
+            model.set_weights(weights)
         fixed = series_models.fixed_batch(keras, model, spec.shape)
         calib = series.features(sample_windows(spec, 128, seed), spec)
         data = _convert(tf, fixed, calib)

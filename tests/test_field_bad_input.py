@@ -21,14 +21,19 @@ from tests.helpers import assert_one_line_error, run_agent
 DEEP = 100_000
 
 
-@pytest.mark.parametrize(("name", "content", "needle"), [
+BAD_CONFIGS = [
     ("latin1", "device_id = \"caf\xe9\"\n".encode("latin-1"), "not UTF-8"),
     ("deep", b"a = " + b"[" * DEEP + b"]" * DEEP + b"\n", "nested too deeply"),
     ("long-id", b"device_id = \"" + b"x" * 10_000_000 + b"\"\n", "field 'device_id'"),
     ("long-prefix", b"[mqtt]\ntopic_prefix = \"" + b"p" * 100_000 + b"\"\n", "field 'mqtt.topic_prefix'"),
     ("control-prefix", b"[mqtt]\ntopic_prefix = \"edge\\u0000agent\"\n", "field 'mqtt.topic_prefix'"),
     ("long-client", b"[mqtt]\nclient_id = \"" + b"c" * 70_000 + b"\"\n", "field 'mqtt.client_id'"),
-])
+]
+
+
+# short explicit ids: pytest puts the id into the environment (PYTEST_CURRENT_TEST), and a 10 MB one
+# makes every process the test starts fail with "Argument list too long"
+@pytest.mark.parametrize(("name", "content", "needle"), BAD_CONFIGS, ids=[case[0] for case in BAD_CONFIGS])
 def test_bad_config_files_are_one_short_line(tmp_path: Path, name: str, content: bytes, needle: str) -> None:
     cfg = tmp_path / f"{name}.toml"
     cfg.write_bytes(content)

@@ -126,3 +126,34 @@ def test_train_series_writes_a_model_the_agent_loads_with_a_card_and_op_report(t
     card = (out / "sway.md").read_text()
     assert "CONV_2D" in card or "FULLY_CONNECTED" in card
     assert "held out by **source**" in card and "train-series" in card
+
+
+def _machine_folder(root: Path, sources: int = 4) -> Path:
+    """Healthy recordings of a machine (vibration and temperature) from ``sources`` machines."""
+    for s in range(sources):
+        t = np.arange(400) / 50
+        x = np.stack([np.sin(2 * np.pi * 1.2 * t + s), 0.3 * np.cos(2 * np.pi * 0.5 * t), 40 + 0.01 * t], axis=1)
+        (root / "normal").mkdir(parents=True, exist_ok=True)
+        write_csv(root / "normal" / f"m{s}-1.csv", t, x, ("vib", "hum", "temp"))
+    return root
+
+
+@pytest.mark.slow
+def test_an_autoencoder_from_normal_recordings_only_trains_and_says_no_faults_were_held_out(tmp_path: Path) -> None:
+    data = _machine_folder(tmp_path / "pump")
+    args = ("--arch", "autoencoder", "--rate", "0", "--window", "1", "--stride", "1", "--epochs", "2", "--json")
+    r = convert(str(data), "--out", str(tmp_path / "m1"), *args)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    result = json.loads(r.stdout)
+    assert result["metrics"]["int8"]["anomalous"] == 0 and result["metrics"]["roc_auc_drop"] is None
+    assert "No held-out faults" in (tmp_path / "m1" / "pump.md").read_text()
+    # a fault recording from a machine the split trains on still counts in the held-out figures
+    trained_on = result["provenance"]["split"]["train"][0]
+    t = np.arange(200) / 50
+    fault = np.stack([3 * np.sin(2 * np.pi * 7 * t), np.ones_like(t), 60 + t], axis=1)
+    (data / "anomaly").mkdir()
+    write_csv(data / "anomaly" / f"{trained_on}-bearing.csv", t, fault, ("vib", "hum", "temp"))
+    r = convert(str(data), "--out", str(tmp_path / "m2"), *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads(r.stdout)["metrics"]
+    assert m["int8"]["anomalous"] == len(t) and m["int8"]["roc_auc"] is not None

@@ -19,19 +19,23 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 
+# The tests' own environment, whatever ran before: never the demo's .venv (that one sees the system's
+# site-packages, which a Pi needs for picamera2 and which would leak older pytest or numpy into the run).
+# Test tools are pinned (tools/test-constraints.txt) so that a new release cannot change the suite.
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,convert,audio,bench]"
+VENV=.venv-test
+if [ ! -x "$VENV/bin/python" ]; then "$PY" -m venv "$VENV"; fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -c tools/test-constraints.txt -e ".[test,convert,audio,bench]"
 # tf_keras matching TensorFlow, without its dependencies (it asks for the full `tensorflow` package, and
 # tensorflow-cpu is the same code): the Keras 2 LSTM that converts to one fused int8 op (train-series --arch lstm)
-TF_VERSION="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))' 2>/dev/null || true)"
-if [ -n "$TF_VERSION" ] && ! .venv/bin/python -c "import tf_keras" >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q --no-deps "tf_keras==$TF_VERSION"
+TF_VERSION="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))' 2>/dev/null || true)"
+if [ -n "$TF_VERSION" ] && ! "$VENV/bin/python" -c "import tf_keras" >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip install -q --no-deps "tf_keras==$TF_VERSION"
 fi
 # tflite-runtime 2.14 on the side (never on the agent's path): the test shows why we refuse it under numpy 2
-if [ ! -d .venv/tflite-runtime/tflite_runtime ]; then
-  .venv/bin/python -m pip install -q --no-deps --target .venv/tflite-runtime "tflite-runtime==2.14.0"
+if [ ! -d "$VENV/tflite-runtime/tflite_runtime" ]; then
+  "$VENV/bin/python" -m pip install -q --no-deps --target "$VENV/tflite-runtime" "tflite-runtime==2.14.0"
 fi
 
 # Two real Home Assistants for tests/test_home_assistant.py (marker homeassistant; a few minutes the
@@ -43,6 +47,6 @@ export EDGE_AGENT_HA2026_DIR="${EDGE_AGENT_HA2026_DIR:-$PWD/.cache/ha2026}"
 bash tools/install_ha.sh || echo "tools/test.sh: Home Assistant 2024.1.6 could not be installed: its homeassistant tests will fail" >&2
 bash tools/install_ha_2026.sh || echo "tools/test.sh: Home Assistant 2026.11.0 could not be installed: its homeassistant tests will fail" >&2
 
-.venv/bin/ruff check edge_agent tests tools
-.venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+"$VENV/bin/ruff" check edge_agent tests tools
+"$VENV/bin/mypy"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -26,7 +26,7 @@ from ..engine import Engine
 from ..errors import ModelError
 from ..hub import Command, percentile
 from ..manifest import ImageInput, Manifest
-from ..postprocess import PublishPolicy, Smoother, predict
+from ..postprocess import Prediction, PublishPolicy, Smoother, predict
 from ..preprocess import image as image_pre
 from ..preprocess.gate import ChangeGate
 from ..publish.base import Publisher
@@ -247,6 +247,7 @@ class ImageAgent:
         self.pool = make_pool(model, config)
         self.gate = ChangeGate(config.source.change_gate)
         self._last_raw = None  # a new model: the next frame is inferred whatever the gate says
+        self._withheld_frame: Frame | None = None  # the frame of the policy's withheld change
 
     def metrics(self) -> dict[str, Any]:
         return self.stats.as_metrics(self.reader.dropped, self.gate.skipped)
@@ -267,6 +268,16 @@ class ImageAgent:
                 self._finish_all()
             finally:
                 self.pool.close()
+        self._flush_withheld()
+
+    def _flush_withheld(self) -> None:
+        """A run never ends with a newer label unsaid: the change the rate ceiling held back goes out
+        before the agent says offline (the hub would otherwise keep a label no longer true)."""
+        frame = self._withheld_frame
+        self._withheld_frame = None
+        prediction = self.policy.take_withheld(frame.clock) if frame is not None else None
+        if frame is not None and prediction is not None:
+            self._publish(prediction, frame, time.perf_counter())
 
     def _finish_all(self) -> None:
         assert self.pool is not None
@@ -290,11 +301,18 @@ class ImageAgent:
         self.stats.frames += 1
         self.stats.last_label = prediction.label
         now_mono = time.monotonic()
-        if not self.policy.decide(prediction, now_mono):
+        if not self.policy.decide(prediction, frame.clock):
+            if self.policy.withheld is prediction:
+                self._withheld_frame = frame  # a change the rate ceiling held back: sent at stop if still new
             if hook is not None:
                 hook.stage("postprocess", (time.perf_counter() - t0) * 1000)
                 hook.done((now_mono - frame.mono) * 1000)
             return None
+        return self._publish(prediction, frame, t0)
+
+    def _publish(self, prediction: Prediction, frame: Frame, t0: float) -> dict[str, Any]:
+        hook = self.hook
+        now_mono = time.monotonic()
         latency_ms = (now_mono - frame.mono) * 1000.0
         self.stats.latencies_ms.append(latency_ms)
         payload = contract.prediction_payload(

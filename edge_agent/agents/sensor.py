@@ -22,6 +22,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -117,6 +118,7 @@ class SensorAgent:
         self.policy = dataclasses.replace(PublishPolicy.from_config(p),
                                           threshold=p.threshold if model.anomaly is None else 0.0)
         self.smoother = Smoother(p.smoothing)
+        self._withheld: tuple[float, Callable[[], dict[str, Any]]] | None = None
         self.stale_s = stale_after_s(config, model.spec)
 
     # -- the Agent protocol ------------------------------------------------------------------------
@@ -224,22 +226,42 @@ class SensorAgent:
 
     def _decide(self, scores: np.ndarray, item: Window) -> dict[str, Any] | None:
         """The payload to publish for this window, or None when the publish policy says no."""
-        model, now = self.model, time.time()
+        model = self.model
+        # the policy's clock: a recording's own sample clock (a replay at any speed publishes what the
+        # sensor would have), a live source's monotonic time (a Pi's wall clock steps at boot)
+        now = item.mono_end if self.source.live else item.t_end
+        payload: Callable[[], dict[str, Any]]
         if model.anomaly is not None:
             score = float(scores[0])
             threshold = model.anomaly.threshold
             label = series_contract.ANOMALY_LABELS[int(score > threshold)]
             self.last_label, self.last_score = label, score
-            if not self.policy.decide(Prediction(label, 1.0, int(score > threshold), ()), now):
-                return None
-            return series_contract.anomaly_payload(task=self.config.task, score=score, threshold=threshold,
-                                                   window_ts=item.wall_end, **self._envelope(item))
-        prediction = predict(self.smoother.update(scores), model.labels, self.config.postprocess.top_k)
-        self.last_label, self.last_score = prediction.label, prediction.score
-        if not self.policy.decide(prediction, now):
-            return None
-        return series_contract.class_payload(task=self.config.task, prediction=prediction,
-                                             window_ts=item.wall_end, **self._envelope(item))
+            prediction = Prediction(label, 1.0, int(score > threshold), ())
+            task = self.config.task
+
+            def payload() -> dict[str, Any]:
+                return series_contract.anomaly_payload(task=task, score=score, threshold=threshold,
+                                                       window_ts=item.wall_end, **self._envelope(item))
+        else:
+            prediction = predict(self.smoother.update(scores), model.labels, self.config.postprocess.top_k)
+            self.last_label, self.last_score = prediction.label, prediction.score
+            task, scored = self.config.task, prediction
+
+            def payload() -> dict[str, Any]:
+                return series_contract.class_payload(task=task, prediction=scored, window_ts=item.wall_end,
+                                                     **self._envelope(item))
+        if self.policy.decide(prediction, now):
+            return payload()
+        if self.policy.withheld is prediction:
+            self._withheld = (now, payload)  # a change the rate ceiling held back: sent at stop if still new
+        return None
+
+    def _flush_withheld(self) -> None:
+        """A run never ends with a newer label unsaid: the held-back change goes out before offline."""
+        withheld, self._withheld = self._withheld, None
+        if withheld is not None and self.policy.take_withheld(withheld[0]) is not None:
+            self.publisher.publish(series_contract.prediction_subtopic(self.config.task), withheld[1]())
+            self.published += 1
 
     def _envelope(self, item: Window) -> dict[str, Any]:
         self.seq += 1
@@ -308,3 +330,4 @@ class SensorAgent:
 
     def stop(self) -> None:
         self.source.close()
+        self._flush_withheld()

@@ -142,7 +142,12 @@ def run(o: Options) -> dict[str, Any]:
         raise ConfigError(f"data {o.data} is anomaly data (normal/ and anomaly/): use --arch autoencoder")
     if not ds.anomaly and o.arch == "autoencoder":
         raise ConfigError(f"data {o.data} has classes; --arch autoencoder needs normal/ (and anomaly/) folders")
-    parts = {p: [r for r in ds.recordings if split.of(r.source) == p] for p in ("train", "val", "test")}
+    # recordings of faults (anomaly/) are never trained on: all of them count in the held-out figures,
+    # whichever part the split put their source in
+    def part_of(r: series_data.Recording) -> str:
+        return "test" if ds.anomaly and r.label == series_data.ANOMALY else split.of(r.source)
+
+    parts = {p: [r for r in ds.recordings if part_of(r) == p] for p in ("train", "val", "test")}
     train_recs = [r for r in parts["train"] if not ds.anomaly or r.label == series_data.NORMAL]
     mean, std = series.fit_scaling([r.x for r in train_recs])
     spec = spec.with_scaling(mean, std)

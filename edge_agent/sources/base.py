@@ -28,6 +28,15 @@ class Frame:
     # What the reader thread's ``prepare`` made of ``image`` (the resized model input), tagged by
     # whoever prepared it so a consumer can tell it is for its own model; None when not prepared.
     prepared: tuple[object, np.ndarray] | None = None
+    # The media's own time of this frame (seconds) for a recorded source (a file, a folder): what the
+    # publish policy runs on, so a file decoded at 200 fps publishes what a camera would have. None
+    # for a live source, whose policy runs on ``mono``.
+    media_s: float | None = None
+
+    @property
+    def clock(self) -> float:
+        """The time the publish policy compares: media time for a recording, monotonic time live."""
+        return self.media_s if self.media_s is not None else self.mono
 
 
 class SourceLost(Exception):

@@ -17,7 +17,7 @@ from .opencv import OpenCVSource
 from .picamera import PiCameraSource
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
-FOLDER_REALTIME_FPS: Final = 10.0  # --realtime on a folder of images: ten a second, like a slow camera
+FOLDER_REALTIME_FPS: Final = 10.0  # a folder of images: ten frames a second, like a slow camera (media time)
 
 
 class Paced:
@@ -28,6 +28,7 @@ class Paced:
         self.name = inner.name
         self.live = False
         self.period = 1.0 / fps if fps > 0 else 0.0
+        self.media_period = getattr(inner, "media_period", None)
         self._next = 0.0
 
     def open(self) -> None:
@@ -63,12 +64,13 @@ def make_source(config: Config) -> Source:
             return OpenCVSource(s.source, live=True)
         path = Path(s.source)
         if path.is_dir():
-            folder = FolderSource(path, loop=s.loop)
+            folder = FolderSource(path, loop=s.loop, media_period=1.0 / FOLDER_REALTIME_FPS)
             return Paced(folder, FOLDER_REALTIME_FPS) if s.realtime else folder
         if not path.exists():
             raise SourceError(f"source {s.source}: no such file or folder")
-        video = OpenCVSource(str(path), live=False, loop=s.loop)
-        return Paced(video, video_fps(str(path))) if s.realtime else video
+        fps = video_fps(str(path))
+        video = OpenCVSource(str(path), live=False, loop=s.loop, media_period=1.0 / fps)
+        return Paced(video, fps) if s.realtime else video
     camera = s.camera if s.camera is not None else "0"
     target: int | str = int(camera) if camera.isdigit() else camera
     return OpenCVSource(target, live=True, width=s.width, height=s.height, fps=s.fps or None)

@@ -19,8 +19,9 @@ IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".t
 class FolderSource:
     live = False
 
-    def __init__(self, path: Path, loop: bool = False) -> None:
+    def __init__(self, path: Path, loop: bool = False, media_period: float | None = None) -> None:
         self.path = path
+        self.media_period = media_period  # seconds between two images on the media clock (the policy's)
         self.loop = loop
         self.name = f"folder {path}"
         self._files: list[Path] = []

@@ -41,8 +41,10 @@ class OpenCVSource:
         width: int | None = None,
         height: int | None = None,
         fps: float | None = None,
+        media_period: float | None = None,
     ) -> None:
         self.target = target
+        self.media_period = media_period  # a file's frame period: the publish policy's clock for it
         self.live = live
         self.loop = loop
         self.width, self.height, self.fps = width, height, fps

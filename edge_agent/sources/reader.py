@@ -137,6 +137,8 @@ class FrameReader:
 
     def _run(self, pending: str | None = None) -> None:
         index = 0
+        # a recording's frames are spaced by its own frame period, however fast they decode
+        period = getattr(self.source, "media_period", None) if not self.source.live else None
         try:
             if pending is not None:
                 if not self._reopen(pending):
@@ -156,7 +158,8 @@ class FrameReader:
                 if image is None:
                     return
                 now_wall, now_mono = time.time(), time.monotonic()
-                self._deliver(Frame(image, now_wall, now_mono, index, self._prepare(image)))
+                media_s = index * period if period else None
+                self._deliver(Frame(image, now_wall, now_mono, index, self._prepare(image), media_s))
                 index += 1
                 self.frames += 1
         except SourceError as e:

@@ -77,7 +77,7 @@ class MqttSeriesSource:
             client.subscribe(topic, qos=0)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        arrival = time.time()
+        arrival = time.monotonic()  # a sample without a time of its own: never the wall clock
         self.messages += 1
         chans = self.by_topic.get(message.topic)
         if chans is None or len(message.payload) > MAX_MESSAGE_BYTES:

@@ -120,7 +120,7 @@ class SerialSource:
                 self.garbage += 1
                 pending = b""
             for raw in lines:
-                self._line(raw, time.time())
+                self._line(raw, time.monotonic())  # arrival: never the wall clock (it steps at boot)
                 if self.error:
                     self._data.set()
                     return
