@@ -257,6 +257,11 @@ class HomeAssistant:
             return found if set(found) == unique_ids else None
         return wait_until(probe, timeout, f"entities {sorted(unique_ids)} in the entity registry", interval=1)
 
+    def unique_ids(self) -> set[str]:
+        """Every unique_id in the entity registry as saved now."""
+        data = self._storage("core.entity_registry")
+        return {str(e.get("unique_id")) for e in (data or {}).get("entities", [])}
+
     def device(self, device_id: str) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             data = self._storage("core.device_registry")

@@ -6,7 +6,7 @@ and 2026.11.0 in a Debian testing root (tools/install_ha_2026.sh); one HA and on
 release for the module.
 
 Marker ``homeassistant``; tools/test.sh installs both and runs these with the rest. Run alone:
-``bash tools/install_ha.sh && bash tools/install_ha_2026.sh && .venv/bin/python -m pytest -m homeassistant``."""
+``bash tools/install_ha.sh && bash tools/install_ha_2026.sh && .venv-test/bin/python -m pytest -m homeassistant``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import cv2
 import numpy as np
@@ -26,6 +27,7 @@ from edge_agent.hub import EXPIRE_HEARTBEATS
 from edge_agent.sources.wav import write_wav
 from tests.ha_helpers import VERSIONS, HaVersion, HomeAssistant, Row, ha_required, wait_until
 from tests.helpers import REPO, Broker, Subscriber, agent_env, run_agent, running, start_agent
+from tests.sensor_helpers import IMU, IMU_LABELS, MACHINE, build_model, walk, write_csv
 from tests.voice_helpers import tone_model, tone_stream
 
 pytestmark = pytest.mark.homeassistant
@@ -133,12 +135,17 @@ def _states(rows: list[Row]) -> list[str]:
     return [r.state for r in rows]
 
 
+STEADY_SENSORS: Final = {  # task: (rate in Hz, a constant value per channel)
+    "activity": (25, {"ax": 0.0, "ay": 9.81, "az": 0.0}),  # a wrist at rest
+    "location": (1, {"ap1": -60.0, "ap2": -80.0, "ap3": -65.0, "ap4": -75.0, "ap5": -72.0}),
+    "machine": (100, {"vib": 0.0, "temp": 31.9}),
+}
+
+
 def _steady_stream(path: Path, task: str, seconds: int) -> Path:
     """A sensor CSV whose every window is the same (each channel constant), played with --loop:
-    what a sensor on a machine or in a room that does not change sends."""
-    channels = {"location": {"ap1": -60.0, "ap2": -80.0, "ap3": -65.0, "ap4": -75.0, "ap5": -72.0},
-                "machine": {"vib": 0.0, "temp": 31.9}}[task]
-    rate = {"location": 1, "machine": 100}[task]
+    what a sensor on a wrist at rest, in a room or on a machine that does not change sends."""
+    rate, channels = STEADY_SENSORS[task]
     rows = ["t," + ",".join(channels)]
     rows += [f"{i / rate:.2f}," + ",".join(str(v) for v in channels.values()) for i in range(seconds * rate)]
     path.write_text("\n".join(rows) + "\n")
@@ -238,19 +245,19 @@ def test_a_steady_scene_or_sensor_at_the_defaults_adds_no_recorder_row_in_a_minu
     and on sensor streams, that do not change: over a window that holds a heartbeat, each entity
     adds at most 2 states rows and 2 state_attributes rows a minute, and in fact none (the heartbeat
     repeats the state and attributes, so HA records nothing new). Image tasks (waste; road and its
-    fault) and sensor tasks (a classifier, location; an anomaly model, machine: its problem sensor
-    and its score), four agents at once: one device id each (README)."""
+    fault) and sensor tasks (classifiers: activity, an LSTM, and location; an anomaly model,
+    machine: its problem sensor and its score), five agents at once: one device id each (README)."""
     defaults = PostprocessConfig()
     assert defaults.on_change and defaults.heartbeat_s == 60 and defaults.max_rate == 2
-    waste, road, room, machine = "hasteadyw", "hasteadyr", "hasteadyl", "hasteadym"
+    waste, road, wrist, room, machine = "hasteadyw", "hasteadyr", "hasteadya", "hasteadyl", "hasteadym"
     runs = {task: (device, _scene(tmp_path, task, (scenes[task, label], 1))) for task, device, label in
             (("waste", waste, "glass"), ("road", road, "pothole"))}
     runs.update({task: (device, _steady_stream(tmp_path / f"{task}.csv", task, 10)) for task, device in
-                 (("location", room), ("machine", machine))})
+                 (("activity", wrist), ("location", room), ("machine", machine))})
     image = {_entity("sensor", waste, "Waste label"): "glass", _entity("sensor", road, "Road label"): "pothole",
              _entity("binary_sensor", road, "Road fault detected"): "on"}
-    sensor = [_entity("sensor", room, "Location label"), _entity("binary_sensor", machine, "Machine anomaly"),
-              _entity("sensor", machine, "Machine anomaly score")]
+    sensor = [_entity("sensor", wrist, "Activity label"), _entity("sensor", room, "Location label"),
+              _entity("binary_sensor", machine, "Machine anomaly"), _entity("sensor", machine, "Machine anomaly score")]
     sub = Subscriber(ha.broker, "edge-agent/#")
     procs = [start_agent(_agent(ha, task, device, source, "--loop", "--realtime"))
              for task, (device, source) in runs.items()]
@@ -362,6 +369,42 @@ def test_a_silent_agent_expires_after_three_heartbeats(ha: HomeAssistant, scenes
     for entity, row in expired.items():
         before = [r for r in ha.rows(entity) if r.state_id < row.state_id and r.state != "unavailable"][-1]
         assert row.last_updated_ts - before.last_updated_ts >= EXPIRE_HEARTBEATS * heartbeat - 0.5, entity
+
+
+def test_a_custom_sensor_model_gets_the_sensor_entities(ha: HomeAssistant, tmp_path: Path) -> None:
+    """README: with ``--model`` and no ``--task`` the kind comes from the manifest. A classifier and
+    an anomaly model made by the converter (edge_agent.convert's own conversion, fixed weights),
+    each beside its manifest, run as a user runs a model of their own: the classifier gets the
+    sensor tasks' label sensor, the anomaly model its problem sensor and score sensor, not the
+    image tasks' label sensor; and their states reach HA."""
+    models = tmp_path / "models"
+    classifier = build_model(models, "my_activity", IMU)
+    detector = build_model(models, "my_machine", MACHINE)
+    t, x = walk(6.0)
+    walking = write_csv(tmp_path / "walk.csv", t, x)
+    machine = _steady_stream(tmp_path / "machine.csv", "machine", 6)
+    wrist, motor = "hacustomseries", "hacustomanomaly"
+    for model, source, device in ((classifier, walking, wrist), (detector, machine, motor)):
+        # fixed random weights: no class is confident, so every label is published (--threshold 0)
+        result = run_agent(["--model", str(model), "--source", str(source), "--device-id", device, "--threshold",
+                            "0", "--mqtt-host", ha.broker.host, "--mqtt-port", str(ha.broker.port)])
+        assert result.returncode == 0, result.stderr[-2000:]
+    expected = {
+        f"edge_agent_{wrist}_custom_label": ("sensor", "Custom label", None, "mdi:chart-line"),
+        f"edge_agent_{motor}_custom_anomaly": ("binary_sensor", "Custom anomaly", "problem", "mdi:chart-line"),
+        f"edge_agent_{motor}_custom_score": ("sensor", "Custom anomaly score", None, "mdi:chart-line"),
+    }
+    entities = ha.entities(set(expected))
+    got = {uid: (e["entity_id"].split(".")[0], e["original_name"], e.get("original_device_class"),
+                 e.get("original_icon")) for uid, e in entities.items()}
+    assert got == expected
+    # the image tasks' label sensor (icon mdi:eye; for the anomaly model "Custom label"): never made
+    assert f"edge_agent_{motor}_custom_label" not in ha.unique_ids()
+    label = _first_state(ha, entities[f"edge_agent_{wrist}_custom_label"]["entity_id"])
+    assert label.state in IMU_LABELS and set(label.attributes) >= {"score", "top"}, label
+    assert not {"seq", "window_ts"} & set(label.attributes), label.attributes
+    assert _first_state(ha, entities[f"edge_agent_{motor}_custom_anomaly"]["entity_id"]).state in ("on", "off")
+    float(_first_state(ha, entities[f"edge_agent_{motor}_custom_score"]["entity_id"]).state)
 
 
 def test_voice_commands_right_after_a_first_discovery_are_events_in_home_assistant(
