@@ -314,6 +314,7 @@ def check_spool(cfg: config_mod.Config) -> Check:
         return Check("spool", INFO, f"{path}: none yet")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        db.text_factory = lambda raw: raw.decode("utf-8", "replace")  # a dead letter may be text that is not UTF-8
         try:
             waiting = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -32,10 +32,11 @@ MACHINE = series.SeriesSpec(
 def build_model(folder: Path, name: str, spec: series.SeriesSpec, labels: tuple[str, ...] = IMU_LABELS,
                 seed: int = 0, threshold: float = 0.5, arch: str | None = None) -> Path:
     """A tiny classifier (``arch``: a CNN by default; lstm, gru, dnn) or dense autoencoder (anomaly),
-    random weights, converted to full int8 by edge_agent.convert.series with calibration windows
+    random weights, converted to full int8 by edge_agent.convert.series.train with calibration windows
     from ``spec``; the recurrent ones through the same Keras the trainer uses (one fused op)."""
-    from edge_agent.convert import _tf, series_models
-    from edge_agent.convert.series import _convert
+    from edge_agent.convert import _tf
+    from edge_agent.convert.series import models as series_models
+    from edge_agent.convert.series.train import _convert
 
     tf = _tf.tf()
     anomaly = spec.output == "anomaly"

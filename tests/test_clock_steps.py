@@ -5,6 +5,7 @@ days, in the middle of a run: the heartbeat still comes every 60 s and no change
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent import service
 from edge_agent.agents.image import ImageAgent
 from edge_agent.agents.sensor import Window
 from edge_agent.config import Config
 from edge_agent.service import load_model
 from edge_agent.sources.base import Frame
 from tests.sensor_helpers import Collect, make_agent, sample_windows, tiny_models
+from tests.voice_helpers import tone_model, tone_stream
+
+__all__ = ["tone_model"]  # a fixture
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -89,3 +94,33 @@ def test_sensor_agent_heartbeat_and_changes_keep_time_across_wall_clock_steps(wa
         _step(wall, second)
         agent.process(Window(one, float(second), time.time(), base + second))
     assert len(publisher.messages) == 3  # at 0, 60 and 120 s: before the fix, nothing after the step back
+
+
+class SteppingAtEachCall(SteppingWallClock):
+    """The wall clock steps back an hour, then forward eight days, at each look (a voice run looks
+    only when it publishes: so it steps between two commands)."""
+
+    OFFSETS = (0.0, -HOUR, 8 * DAY)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.offset = self.OFFSETS[min(self.calls, len(self.OFFSETS) - 1)]
+        self.calls += 1
+        return super().__call__()
+
+
+def test_voice_agent_hears_every_command_across_wall_clock_steps(tmp_path: Path, tone_model: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    wav = tmp_path / "words.wav"
+    tone_stream(wav, ["on", "off", "yes"])
+    config = Config(task="voice", sink="stdout", device_id="pi1")
+    config.model.path, config.source.source = str(tone_model), str(wav)
+    clock = SteppingAtEachCall()
+    monkeypatch.setattr(time, "time", clock)
+    assert service.run(config) == 0
+    commands = [json.loads(line)["command"] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert commands == ["on", "off", "yes"] and clock.calls >= 3  # the clock did step between them

@@ -1,12 +1,15 @@
 """Bad input in the field: every case is exit 2 and one line, never a traceback (issue: a manifest
 nested 100k deep, a TOML file that is not UTF-8, a 10 MB device id, a NaN in a manifest, a model
-that loads but fails at its first invoke)."""
+that loads but fails at its first invoke; a WAV file with a rate of 0 Hz, a 2 GB fmt chunk, or cut
+inside a sample)."""
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -140,3 +143,87 @@ def fails_at_first_invoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_model_that_fails_at_its_first_invoke_is_a_model_error(fails_at_first_invoke: Path, video: Path) -> None:
     result = run_agent(["--model", str(fails_at_first_invoke), "--source", str(video), "--sink", "stdout"])
     assert_one_line_error(result, "lacks_data.tflite", "first invoke")
+
+
+# --- WAV files (issue: a file cut at an odd byte, a rate of 0 Hz, a fmt chunk of 2 GB) -----------
+
+def _wav_bytes(seconds: float, rate: int = 16_000) -> bytes:
+    """A good 16-bit mono WAV file, as the agent's own writer makes it."""
+    import tempfile
+
+    from edge_agent.sources.wav import write_wav
+
+    samples = np.random.default_rng(0).normal(0, 0.1, int(seconds * rate)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        write_wav(Path(d) / "good.wav", samples, rate)
+        return (Path(d) / "good.wav").read_bytes()
+
+
+def _patched(data: bytes, offset: int, value: int) -> bytes:
+    return data[:offset] + struct.pack("<I", value) + data[offset + 4:]
+
+
+GOOD_WAV = _wav_bytes(3.0)
+HEADER = 44  # a PCM WAV header as the standard library writes it: the samples start here
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (_patched(GOOD_WAV, 24, 0), "sample rate 0 Hz"),
+    (_patched(GOOD_WAV, 16, 0x7FFFFFFF), "not a PCM WAV file"),
+    (_patched(GOOD_WAV, 24, 0xFFFFFFFF), "sample rate 4294967295 Hz"),
+    (GOOD_WAV[:30], "not a PCM WAV file"),
+], ids=["rate-0", "fmt-2GB", "rate-4G", "header-cut"])
+def test_a_damaged_wav_header_is_one_line_and_exit_2(tmp_path: Path, content: bytes, needle: str) -> None:
+    wav = tmp_path / "damaged.wav"
+    wav.write_bytes(content)
+    result = run_agent(["--task", "voice", "--source", str(wav), "--sink", "stdout"])
+    assert_one_line_error(result, "damaged.wav", needle)
+
+
+def test_a_wav_cut_inside_a_sample_is_read_to_its_last_whole_sample(tmp_path: Path) -> None:
+    """A recording cut short by a power cut: its audio is good up to the cut, so it is read (a file
+    cut on a frame boundary always was), and one warning says the tail byte was dropped."""
+    wav = tmp_path / "cut.wav"
+    wav.write_bytes(GOOD_WAV[:HEADER + 2 * 32_000 + 1])  # 2 s of 16-bit samples and one odd byte
+    result = run_agent(["--task", "voice", "--source", str(wav), "--sink", "stdout"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line and "cut.wav" in line]
+    assert len(warnings) == 1 and "the last 1 bytes are ignored" in warnings[0], result.stderr
+    assert "done: 2.0 s of audio" in result.stderr, result.stderr
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, HEADER + 63), st.integers(0, 255)), max_size=6),
+       st.integers(0, HEADER + 400), st.booleans())
+def test_any_damage_to_a_wav_file_is_read_or_one_source_error(tmp_path: Path, flips: list[tuple[int, int]],
+                                                              cut: int, truncate: bool) -> None:
+    """Bytes of the header (and the first samples) overwritten, the file cut anywhere: the reader
+    returns audio or raises one SourceError line, never anything else, both as a whole file
+    (training data) and as the agent's streaming source."""
+    from edge_agent.errors import SourceError
+    from edge_agent.sources.wav import WavSource, read_wav
+
+    data = bytearray(_wav_bytes(0.1))
+    for offset, value in flips:
+        data[offset] = value
+    path = tmp_path / "fuzz.wav"
+    path.write_bytes(bytes(data[:cut]) if truncate else bytes(data))
+    try:
+        samples, rate = read_wav(path)
+        assert samples.dtype == np.float32 and rate > 0
+    except SourceError as e:
+        assert "\n" not in str(e) and "fuzz.wav" in str(e)
+    source = WavSource(path, 16_000)
+    try:
+        source.open()
+        for _ in range(1000):
+            if source.read(800, 1.0) is None:
+                break
+        else:
+            raise AssertionError("the source never ended")
+    except SourceError as e:
+        assert "\n" not in str(e) and "fuzz.wav" in str(e)
+    finally:
+        source.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -50,49 +51,74 @@ def test_poisoned_spool_rows_are_moved_aside_and_live_predictions_flow(int8_mode
                                                                       broker: Broker, tmp_path: Path) -> None:
     state = tmp_path / "state"
     path = state / "spool-poison-custom.sqlite"
+    topic = "edge-agent/poison/custom/prediction"
     SqliteSpool(path).close()
     with sqlite3.connect(path) as db:
-        db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)", [
-            (1, "edge-agent/poison/custom/prediction", None, 1, 0, time.time()),  # NULL payload
+        db.executemany("INSERT INTO outbox (id, topic, payload, qos, retain, created) VALUES (?, ?, ?, ?, ?, ?)", [
+            (1, topic, None, 1, 0, time.time()),  # NULL payload
             (2, "edge-agent/" + "x" * 70_000, b"{}", 1, 0, time.time()),  # a topic paho refuses as too long
             (3, None, b"{}", 1, 0, time.time()),
+            *((i, topic, json.dumps({"backlog": i}).encode(), 1, 0, time.time()) for i in range(4, 54)),
         ])
+        # a bit flip in a row header: the payload reads as text that is not UTF-8 (issue 27: the
+        # whole backlog was held back by it)
+        db.execute("UPDATE outbox SET payload = CAST(X'7BC3287D' AS TEXT) WHERE id = 20")
     sub = Subscriber(broker, "edge-agent/poison/#")
     result = run_agent(_agent(int8_model, video, broker, "poison"), env=agent_env(STATE_DIRECTORY=str(state)))
     assert result.returncode == 0, result.stderr
-    assert len(once_each(sub.wait_for("/prediction", 30))) == 30, "live predictions must flow past the poisoned rows"
+    received = sub.wait_for("/prediction", 30 + 49)
+    assert len(once_each([p for p in received if "backlog" not in p])) == 30, "live ones flow past the poison"
+    backlog = sorted({p["backlog"] for p in sub.payloads("/prediction") if "backlog" in p})
     sub.close()
+    assert backlog == [i for i in range(4, 54) if i != 20], "the rest of the backlog flows"
     assert len(_lines(result.stderr, "dead-letter")) == 1, result.stderr
+    assert "keeping predictions in memory" not in result.stderr
     assert "Traceback" not in result.stderr
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM dead").fetchone()[0] == 3
+        assert [r[0] for r in db.execute("SELECT id FROM dead ORDER BY id")] == [1, 2, 3, 20]
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
-def test_a_corrupt_spool_file_costs_one_line_not_a_crash_loop(int8_model: Path, video: Path, broker: Broker,
-                                                             tmp_path: Path) -> None:
+def test_a_corrupt_spool_file_is_salvaged_in_one_line_not_a_crash_loop(int8_model: Path, video: Path,
+                                                                      broker: Broker, tmp_path: Path) -> None:
+    """Damaged pages cost the predictions on them, not the whole backlog (issue 27), and the line
+    says how many were saved and lost; every saved one is then sent or still waits: none is lost
+    silently."""
     state = tmp_path / "state"
     state.mkdir()
     path = state / "spool-corrupt-custom.sqlite"
     spool = SqliteSpool(path)
-    for _ in range(2000):
-        spool.put("edge-agent/corrupt/custom/prediction", b"{}" * 100, 1, False)
+    total = 400
+    for i in range(total):
+        spool.put("edge-agent/corrupt/custom/prediction", json.dumps({"backlog": i, "pad": "x" * 200}).encode(),
+                  1, False)
     spool.close()
     data = bytearray(path.read_bytes())
     rng = random.Random(1)
-    for _ in range(6):  # random pages overwritten
+    for _ in range(3):  # random pages overwritten
         at = rng.randrange(1, len(data) // 4096) * 4096
         data[at:at + 4096] = rng.randbytes(4096)
     path.write_bytes(bytes(data))
     sub = Subscriber(broker, "edge-agent/corrupt/#")
+    lines: list[str] = []
     for _ in range(2):  # and again: the second start finds the fresh file
         result = run_agent(_agent(int8_model, video, broker, "corrupt", "--max-frames", "10"),
                            env=agent_env(STATE_DIRECTORY=str(state)))
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
+        lines += _lines(result.stderr, "moved it aside")
     sub.close()
-    assert len(sub.payloads("/prediction")) >= 20
+    assert len(lines) == 1, lines
+    counts = re.search(r"saved (\d+) predictions from it, (\d+) lost", lines[0])
+    assert counts is not None, lines[0]
+    saved, lost = int(counts[1]), int(counts[2])
+    assert saved + lost == total and saved > 0 and lost > 0, lines[0]
+    assert len([p for p in sub.payloads("/prediction") if "backlog" not in p]) >= 20
     assert len(list(state.glob("spool-corrupt-custom.sqlite.corrupt-*"))) == 1
+    sent = {p["backlog"] for p in sub.payloads("/prediction") if "backlog" in p}
+    with sqlite3.connect(path) as db:
+        waiting = {json.loads(r[0])["backlog"] for r in db.execute("SELECT payload FROM outbox")}
+    assert len(sent | waiting) == saved and (sent | waiting) <= set(range(total)), "each saved one sent or waiting"
 
 
 def test_sigkill_five_times_loses_nothing_older_than_the_bound(int8_model: Path, video: Path, tmp_path: Path,

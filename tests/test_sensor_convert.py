@@ -16,7 +16,8 @@ import pytest
 from edge_agent import manifest as manifest_mod
 from edge_agent.agents import sensor
 from edge_agent.config import Config
-from edge_agent.convert import graph, series_data
+from edge_agent.convert import graph
+from edge_agent.convert.series import data as series_data
 from edge_agent.errors import ConfigError
 from tests.sensor_helpers import walk, write_csv
 
@@ -66,8 +67,9 @@ def test_splits_are_by_source_and_the_auc_is_the_mann_whitney_statistic() -> Non
 @pytest.mark.slow
 def test_a_fixed_weight_lstm_becomes_one_fused_int8_op_that_agrees_with_float(tmp_path: Path) -> None:
     """Weights set in code (no training); the converter's output is read back from the flatbuffer."""
-    from edge_agent.convert import _tf, series_models
-    from edge_agent.convert.series import _convert, empty_float_intermediates
+    from edge_agent.convert import _tf
+    from edge_agent.convert.series import models as series_models
+    from edge_agent.convert.series.train import _convert, empty_float_intermediates
 
     tf = _tf.tf()
     lib, lowering = series_models.library("lstm")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,21 @@ def test_spool_keeps_order_acks_and_drops_the_oldest_when_full(tmp_path: Path, k
 
 
 def test_sqlite_spool_survives_reopening_and_drops_by_age(tmp_path: Path) -> None:
+    """Ages count the time agents ran, on a clock the test moves (not this machine's speed)."""
     path = tmp_path / "s.sqlite"
-    spool = SqliteSpool(path)
+    ran = [0.0]
+    spool = SqliteSpool(path, clock=lambda: ran[0])
     spool.put("a", b"1", 1, False)
     spool.put("b", b"2", 1, True)
+    ran[0] += 30
     spool.close()
-    again = SqliteSpool(path, max_age_s=0.05)
+    again = SqliteSpool(path, max_age_s=60, clock=lambda: ran[0] + 1e6)  # a new process's monotonic clock
     assert again.depth() == 2
     assert [(m.topic, m.retain) for m in again.after(0, 10)] == [("a", False), ("b", True)]
-    time.sleep(0.1)
-    again._next_age_check = 0.0  # the age check runs once a minute; do not wait in a test
+    ran[0] += 61  # the next age check (once a minute) is due: they are 91 s old
     again.put("c", b"3", 1, False)
     assert [m.topic for m in again.after(0, 10)] == ["c"] and again.dropped == 2
+    again.close()
 
 
 def test_unopenable_spool_falls_back_to_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

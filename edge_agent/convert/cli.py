@@ -260,7 +260,7 @@ def cmd_ensemble(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, 
 
 
 def cmd_train_series(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
-    from . import series
+    from .series import train as series
 
     o = series.Options(
         data=a.data, out=a.out, name=a.name, task=a.task, arch=a.arch, rate_hz=a.rate, window=a.window,

@@ -68,6 +68,7 @@ class AudioSpec:
     std: float = 1.0
 
     def __post_init__(self) -> None:
+        check_rate(self.sample_rate)
         if self.fmax_hz > self.sample_rate / 2 or not 0 <= self.fmin_hz < self.fmax_hz:
             raise ValueError(f"mel range {self.fmin_hz}..{self.fmax_hz} Hz does not fit {self.sample_rate} Hz audio")
         if self.fft_length < self.window_samples:
@@ -199,6 +200,16 @@ def to_float(pcm: np.ndarray) -> np.ndarray:
 RESAMPLE_ZERO_CROSSINGS: Final = 16  # sinc lobes each side: stop band ≳ 60 dB with the Kaiser window
 RESAMPLE_KAISER_BETA: Final = 8.6
 RESAMPLE_ROLLOFF: Final = 0.92  # pass band edge as a fraction of the lower Nyquist: 7.36 kHz at 16 kHz
+# The sample rates a stream may have. Outside them a file header is damaged, not exotic: 0 Hz
+# divides by zero, and at 2^31 Hz the resampler's kernel would be millions of taps per sample.
+MIN_RATE_HZ: Final = 1_000
+MAX_RATE_HZ: Final = 768_000  # the highest rate sound cards and WAV tools use
+
+
+def check_rate(rate: int) -> None:
+    """Raise ValueError naming ``rate`` when no real audio stream has it."""
+    if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+        raise ValueError(f"sample rate {rate} Hz, outside {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz")
 
 
 class Resampler:
@@ -210,8 +221,8 @@ class Resampler:
     48 kHz speech is low-passed before it is decimated instead of aliasing."""
 
     def __init__(self, from_rate: int, to_rate: int) -> None:
-        if from_rate <= 0 or to_rate <= 0:
-            raise ValueError("sample rates must be positive")
+        check_rate(from_rate)
+        check_rate(to_rate)
         g = math.gcd(from_rate, to_rate)
         self.up, self.down = to_rate // g, from_rate // g  # output k at input k * down / up
         self.cutoff = RESAMPLE_ROLLOFF * min(1.0, to_rate / from_rate)  # fraction of the input Nyquist

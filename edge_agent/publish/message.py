@@ -15,12 +15,17 @@ MAX_TOPIC_BYTES: Final = 65535  # MQTT's limit (a UTF-8 string with a 16-bit len
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Message:
+    """``created``: the wall clock when it was made, a stamp for a person only (a Pi's clock steps);
+    ``made``: the spool's own clock then (monotonic, carried across restarts), what ages are
+    counted on."""
+
     id: int
     topic: str
     payload: bytes
     qos: int
     retain: bool
     created: float
+    made: float = 0.0
 
 
 class SpoolFull(Exception):
@@ -45,7 +50,7 @@ class Spool(Protocol):
 
     def last_id(self) -> int: ...
 
-    def last_id_before(self, ts: float) -> int: ...
+    def last_id_older_than(self, age_s: float) -> int: ...
 
     def close(self) -> None: ...
 

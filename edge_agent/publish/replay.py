@@ -17,7 +17,7 @@ from .message import Message
 REPLAY_RATE_PER_S: Final = 50.0  # backlog messages a second, behind the live ones
 # At a (re)connect, what was made longer ago than this is the backlog (sent behind live messages,
 # marked replayed); anything newer, e.g. the first predictions while the first connect is under
-# way, is live and goes out in order.
+# way, is live and goes out in order. Counted on the spool's monotonic clock, never the wall clock.
 REPLAYED_AFTER_S: Final = 2.0
 
 

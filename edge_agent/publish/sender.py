@@ -264,7 +264,9 @@ class Sender:
         with self._lock:  # resend everything not yet acknowledged, backlog behind live
             self._inflight.clear()
             self._early.clear()
-            self._replay.restart(self._spool.last_id_before(time.time() - REPLAYED_AFTER_S))
+            # the spool's clock, not the wall clock: after NTP steps a Pi's clock back an hour, an
+            # hour-old backlog must still be the backlog (marked replayed, paced)
+            self._replay.restart(self._spool.last_id_older_than(REPLAYED_AFTER_S))
             self.echo.restart()
             if self._hold_at_connect > 0:  # before the connect hooks send the discovery
                 self._hold_until = time.monotonic() + self._hold_at_connect

@@ -21,10 +21,18 @@ acknowledged by the broker but whose delete was not yet committed is sent again 
 **Bounds.** At most ``max_messages`` and ``max_age_s``; when it must drop, it drops the oldest,
 counts them in ``dropped`` and says why (full, or too old) in a rate-limited log line.
 
+**Clock steps.** A Raspberry Pi has no real-time clock, and NTP steps its clock after boot (back
+an hour, forward a week). Nothing here compares wall-clock times: a message's age is counted on
+the spool's own clock (the monotonic clock while the agent runs, carried across restarts in the
+file as an age, :mod:`.spool_file`), and so is where a backlog ends
+(:meth:`SqliteSpool.last_id_older_than`). A clock step neither drops a backlog as too old nor
+keeps one past ``max_age_s``; a power-off does not age the spool either.
+
 **Self-healing.** A spool file that is corrupt or foreign is set aside with one log line and a
-fresh one is started (:mod:`.spool_file`). A file that cannot be written (read-only, disk full)
-makes the spool keep messages in memory, within the same bounds, and the disk is tried again
-every :data:`DISK_RETRY_S`. A row that can never be sent is a dead letter, counted in ``dead``,
+fresh one is started (:mod:`.spool_file`); the rows still readable in a corrupt one are saved
+first and sent, and the line says how many were saved and lost. A file that cannot be written
+(read-only, disk full) makes the spool keep messages in memory, within the same bounds, and the
+disk is tried again every :data:`DISK_RETRY_S`. A row that can never be sent is a dead letter, counted in ``dead``,
 and the queue goes on.
 
 The message type and the :class:`~.message.Spool` interface are in :mod:`.message`.
@@ -33,10 +41,12 @@ The message type and the :class:`~.message.Spool` interface are in :mod:`.messag
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -60,18 +70,23 @@ class SqliteSpool:
     (``path=None``: memory only). Thread-safe; its writer thread does the group commits."""
 
     def __init__(self, path: Path | None, max_messages: int = DEFAULT_MAX_MESSAGES,
-                 max_age_s: float = DEFAULT_MAX_AGE_S, first_id: int = 1) -> None:
+                 max_age_s: float = DEFAULT_MAX_AGE_S, first_id: int = 1,
+                 clock: Callable[[], float] | None = None) -> None:
         self.path = path
         self.max_messages = max_messages
         self.max_age_s = max_age_s
-        self.dropped = 0
+        self.dropped = 0  # full, too old, or lost in a damaged file
         self.dead = 0
+        self.salvaged = 0  # rows read back from damaged files
+        self.lost = 0  # rows a damaged file held that could not be read (also in dropped)
         self.commits = 0  # group commits written: 0 while the broker keeps up
         self.set_aside: list[Path] = []
         self._log = Throttle(logger)
         self._lock = threading.RLock()
+        self._clock = clock or time.monotonic  # looked up now: a test may have replaced it
+        self._offset = -self._clock()  # the spool's clock, now(), starts at 0 ...
+        self._clock_synced = False  # ... until a file says where it had got to
         self._mem: collections.OrderedDict[int, Message] = collections.OrderedDict()
-        self._mem_at: dict[int, float] = {}  # id → monotonic time of put
         self._disk = 0  # rows in the file
         self._gone: set[int] = set()  # acknowledged ids still in the file: deleted at the next commit
         self._next = first_id
@@ -83,9 +98,27 @@ class SqliteSpool:
         self._inherited = 0  # the newest id of the messages from before this process
         if path is not None:
             self._open_disk(first=True)
-            self._inherited = self._next - 1 if self._disk else 0
+            self._inherited = self._next - 1 if self.depth() else 0
             self._thread = threading.Thread(target=self._writer, name="spool-writer", daemon=True)
             self._thread.start()
+
+    # -- the spool's clock --------------------------------------------------------------------
+    def now(self) -> float:
+        """The spool's clock: seconds agents have run with this spool (monotonic, never a date)."""
+        return self._clock() + self._offset
+
+    def _sync_clock(self, ran: float) -> None:
+        """A file's clock read ``ran`` when it was last written: the first file sets this clock to
+        it, a later one (after a memory fallback) only moves it forward. Messages in memory keep
+        their ages either way."""
+        delta = ran - self.now()
+        if self._clock_synced and delta <= 0:
+            return
+        self._clock_synced = True
+        self._offset += delta
+        self._next_age_check += delta
+        self._mem = collections.OrderedDict(
+            (mid, dataclasses.replace(m, made=m.made + delta)) for mid, m in self._mem.items())
 
     # -- opening ------------------------------------------------------------------------------
     def _open_disk(self, first: bool = False) -> bool:
@@ -94,16 +127,18 @@ class SqliteSpool:
         self._retry_at = time.monotonic() + DISK_RETRY_S
         for attempt in range(2):
             try:
-                self._db, self._disk, top = spool_file.connect(self.path)
-                if top is not None:
-                    self._next = max(self._next, top + 1)
+                opened = spool_file.connect(self.path, time.time())
+                self._db, self._disk = opened.db, opened.rows
+                if opened.top is not None:
+                    self._next = max(self._next, opened.top + 1)
+                self._sync_clock(opened.ran)
                 break
             except (spool_file.Foreign, sqlite3.DatabaseError) as e:
                 if attempt or (isinstance(e, sqlite3.Error) and not isinstance(e, spool_file.Foreign)
                                and not spool_file.is_corrupt(e)):
                     self._no_disk(e, first)
                     return False
-                self._move_aside(str(e))
+                self._move_aside(str(e), salvage=not isinstance(e, spool_file.Foreign))
             except (OSError, sqlite3.Error) as e:
                 self._no_disk(e, first)
                 return False
@@ -122,22 +157,48 @@ class SqliteSpool:
                       "memory (at most %d, they will not survive a restart) and trying the file again every "
                       "%.0f s", self.path, e, self.max_messages, DISK_RETRY_S)
 
-    def _move_aside(self, why: str) -> None:
-        """Rename a corrupt or foreign file (with its WAL) aside, for a person to look at."""
+    def _move_aside(self, why: str, salvage: bool) -> None:
+        """Rename a corrupt or foreign file (with its WAL) aside, for a person to look at. From a
+        corrupt one, the rows still readable are saved first: they wait in memory, ahead of the
+        newer messages, and the next group commit writes them to the fresh file."""
         assert self.path is not None
+        waiting = self._disk - len(self._gone) if self._db is not None else None  # known while open
         if self._db is not None:
             spool_file.close(self._db)
             self._db = None
+        saved = spool_file.salvage(self.path) if salvage else None
         aside = spool_file.set_aside(self.path)
         self.set_aside.append(aside)
         self._disk = 0
-        self._gone.clear()
-        logger.error("spool %s: %s; moved it aside to %s and started a fresh one", self.path, why, aside.name)
+        gone, self._gone = self._gone, set()
+        if saved is None:
+            logger.error("spool %s: %s; moved it aside to %s and started a fresh one", self.path, why, aside.name)
+            return
+        self._sync_clock(saved.ran)
+        kept = [m for m in saved.messages if m.id not in gone and m.id not in self._mem]
+        self._mem = collections.OrderedDict([*((m.id, m) for m in kept), *self._mem.items()])
+        if kept:
+            self._next = max(self._next, kept[-1].id + 1)
+        expected = waiting if waiting is not None else saved.rows
+        lost = max(0, expected - len(kept)) if expected is not None else None
+        counted = f"{lost} lost"
+        if lost is None:  # the file's own count was on a damaged page: bound it by the unreadable ids
+            ranges = ", ".join(f"{a}-{'end' if b is None else b}" for a, b in saved.unreadable[:5])
+            if all(b is not None and a > spool_file.FIRST_ID for a, b in saved.unreadable):
+                lost = sum(b - a + 1 for a, b in saved.unreadable if b is not None)
+                counted = f"at most {lost} lost (ids {ranges} unreadable)"
+            else:
+                counted = f"an unknown number lost (ids {ranges} unreadable)"
+        self.salvaged += len(kept)
+        self.lost += lost or 0
+        self.dropped += lost or 0
+        logger.error("spool %s: %s; saved %d predictions from it, %s; moved it aside to %s and started a fresh "
+                     "one with the saved predictions", self.path, why, len(kept), counted, aside.name)
 
     def _disk_failed(self, e: sqlite3.Error) -> None:
         """A read or write failed after opening: corrupt → set aside and reopen; else memory for now."""
         if spool_file.is_corrupt(e):
-            self._move_aside(str(e))
+            self._move_aside(str(e), salvage=True)
             self._open_disk()
             return
         if self._db is not None:
@@ -150,8 +211,7 @@ class SqliteSpool:
         with self._lock:
             mid = self._next
             self._next += 1
-            self._mem[mid] = Message(mid, topic, payload, qos, retain, time.time())
-            self._mem_at[mid] = time.monotonic()
+            self._mem[mid] = Message(mid, topic, payload, qos, retain, time.time(), self.now())
             self._trim()
             return mid
 
@@ -163,16 +223,18 @@ class SqliteSpool:
         with self._lock:
             return self._next - 1
 
-    def last_id_before(self, ts: float) -> int:
-        """The newest id made before wall-clock ``ts`` or by an earlier run (0 when none): where a
-        backlog ends. A previous process's messages are always history, however recent."""
+    def last_id_older_than(self, age_s: float) -> int:
+        """The newest id made over ``age_s`` ago (on the spool's clock: a wall-clock step cannot
+        move it) or by an earlier run (0 when none): where a backlog ends. A previous process's
+        messages are always history, however recent."""
         with self._lock:
+            cut = self.now() - age_s
             for mid, message in reversed(self._mem.items()):
-                if message.created < ts:
+                if message.made < cut:
                     return max(mid, self._inherited)
             if self._db is not None and self._disk:
                 try:
-                    top = spool_file.max_id_before(self._db, ts)
+                    top = spool_file.max_id_made_before(self._db, cut)
                 except sqlite3.Error as e:
                     self._disk_failed(e)
                     return self._inherited
@@ -211,7 +273,7 @@ class SqliteSpool:
     def ack(self, message_id: int) -> None:
         with self._lock:
             if self._mem.pop(message_id, None) is not None:
-                self._mem_at.pop(message_id, None)
+                pass
             elif self._db is not None and message_id < self._next:
                 self._gone.add(message_id)
 
@@ -220,7 +282,6 @@ class SqliteSpool:
         with self._lock:
             self.dead += 1
             in_memory = self._mem.pop(message.id, None) is not None
-            self._mem_at.pop(message.id, None)
             if self._db is None:
                 return
             try:
@@ -264,24 +325,23 @@ class SqliteSpool:
                     spool_file.rollback(self._db)
                     self._disk_failed(e)
             while over > 0 and self._mem:
-                mid, _ = self._mem.popitem(last=False)
-                self._mem_at.pop(mid, None)
+                self._mem.popitem(last=False)
                 over -= 1
                 full += 1
         old = 0
-        now = time.time()
+        now = self.now()
         if now >= self._next_age_check:
             self._next_age_check = now + AGE_CHECK_EVERY_S
             cutoff = now - self.max_age_s
             if self._db is not None and self._disk:
                 try:
-                    old += spool_file.drop_older(self._db, cutoff)
+                    old += spool_file.drop_made_before(self._db, cutoff)
                     self._disk = spool_file.count(self._db)
                 except sqlite3.Error as e:
+                    spool_file.rollback(self._db)
                     self._disk_failed(e)
-            while self._mem and next(iter(self._mem.values())).created < cutoff:
-                mid, _ = self._mem.popitem(last=False)
-                self._mem_at.pop(mid, None)
+            while self._mem and next(iter(self._mem.values())).made < cutoff:
+                self._mem.popitem(last=False)
                 old += 1
         self.dropped += full + old
         if full:
@@ -309,24 +369,23 @@ class SqliteSpool:
             if self._db is None and (time.monotonic() < self._retry_at or not self._open_disk()):
                 return 0
             assert self._db is not None
-            cutoff = time.monotonic() - older_than_s
+            cutoff = self.now() - older_than_s
             due: list[Message] = []
-            for mid, message in self._mem.items():
-                if self._mem_at[mid] > cutoff:
+            for message in self._mem.values():
+                if message.made > cutoff:
                     break
                 due.append(message)
             gone = list(self._gone)
             if not due and not gone:
                 return 0
             try:
-                deleted = spool_file.write(self._db, due, gone)
+                deleted = spool_file.write(self._db, due, gone, self.now())
             except sqlite3.Error as e:
                 spool_file.rollback(self._db)
                 self._disk_failed(e)
                 return 0
             for m in due:
                 del self._mem[m.id]
-                del self._mem_at[m.id]
             self._gone.difference_update(gone)
             self._disk += len(due) - max(0, deleted)
             self.commits += 1
@@ -342,6 +401,10 @@ class SqliteSpool:
                 self._retry_at = 0.0
                 self.commit(0.0)
             if self._db is not None:
+                try:  # the clock, for the next run to go on from (an age, not a date)
+                    spool_file.write(self._db, [], [], self.now())
+                except sqlite3.Error:
+                    spool_file.rollback(self._db)
                 spool_file.close(self._db)
                 self._db = None
 
@@ -350,8 +413,8 @@ class MemorySpool(SqliteSpool):
     """The same contract in memory: survives a broker outage, not a restart."""
 
     def __init__(self, max_messages: int = DEFAULT_MAX_MESSAGES, max_age_s: float = DEFAULT_MAX_AGE_S,
-                 first_id: int = 1) -> None:
-        super().__init__(None, max_messages, max_age_s, first_id)
+                 first_id: int = 1, clock: Callable[[], float] | None = None) -> None:
+        super().__init__(None, max_messages, max_age_s, first_id, clock)
 
 
 def open_spool(path: Path | None, max_messages: int, max_age_s: float) -> Spool:

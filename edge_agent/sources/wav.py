@@ -4,11 +4,19 @@ The source hands out the file in blocks of one recognizer hop, resampled to the 
 either as fast as the recognizer takes them (tests, evaluation: a minute of audio in a second)
 or paced at the file's own rate (``--realtime``: behaves like a microphone, for demos and for
 measuring latency as a user would feel it).
+
+**Damaged files.** The standard library's ``wave`` raises more than ``wave.Error`` on a damaged
+header (``RuntimeError`` for a chunk size past the end, ``struct.error``, ``EOFError``); all of
+them, and a sample rate no stream has (:func:`~..preprocess.audio.check_rate`), are one
+:class:`~..errors.SourceError` naming the file. A file cut inside a sample frame (a recording
+stopped by a power cut) is read up to its last whole frame, with one warning: the audio before
+the cut is good, and a file cut on a frame boundary was always read that way.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import time
 import wave
 from pathlib import Path
@@ -17,12 +25,15 @@ from typing import Final, NamedTuple
 import numpy as np
 
 from ..errors import SourceError
-from ..preprocess.audio import Resampler, to_float
+from ..preprocess.audio import Resampler, check_rate, to_float
 
 logger = logging.getLogger(__name__)
 
 PCM16_MAX: Final = 32767
 READ_FRAMES: Final = 4096  # frames read from the file per call; any size works with the resampler
+READ_BYTES: Final = 1 << 20  # at most this much per read: a header's 65535 channels must not ask for a GB
+# what ``wave`` raises on a damaged file, besides its own wave.Error
+DAMAGED: Final = (wave.Error, EOFError, OSError, RuntimeError, ValueError, OverflowError, struct.error)
 
 
 class AudioBlock(NamedTuple):
@@ -34,6 +45,7 @@ class AudioBlock(NamedTuple):
 
 
 def _decode(raw: bytes, width: int, channels: int) -> np.ndarray:
+    """PCM bytes (whole frames) → float32 mono."""
     if width == 1:  # 8-bit WAV is unsigned
         data = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
@@ -51,20 +63,70 @@ def _decode(raw: bytes, width: int, channels: int) -> np.ndarray:
     return data
 
 
+def _open(path: Path) -> wave.Wave_read:
+    """The file opened by ``wave`` with a sample size and rate we can read, or one SourceError."""
+    if not path.is_file():
+        raise SourceError(f"WAV {path}: file not found")
+    try:
+        w = wave.open(str(path), "rb")  # noqa: SIM115 - the caller closes it
+    except DAMAGED as e:
+        raise SourceError(f"WAV {path}: not a PCM WAV file ({_why(e)})") from None
+    try:
+        if w.getsampwidth() not in (1, 2, 3, 4):
+            raise ValueError(f"{8 * w.getsampwidth()}-bit samples")
+        if w.getnchannels() < 1:
+            raise ValueError("no channels")
+        check_rate(w.getframerate())
+    except ValueError as e:
+        w.close()
+        raise SourceError(f"WAV {path}: unsupported format ({e})") from None
+    return w
+
+
+def _why(e: BaseException) -> str:
+    """What went wrong, for one line (``wave`` raises a bare RuntimeError or EOFError for a chunk
+    that runs past the end of the file)."""
+    text = str(e).splitlines()[0][:200] if str(e).strip() else ""
+    return text or "the file is cut short or its header is damaged"
+
+
+class _Frames:
+    """Whole frames from an open file: a file cut inside a frame loses the partial frame, once, with
+    one warning line."""
+
+    def __init__(self, path: Path, w: wave.Wave_read) -> None:
+        self.path = path
+        self.w = w
+        self.frame_bytes = w.getsampwidth() * w.getnchannels()
+        self.cut = 0  # bytes of a partial last frame, ignored
+
+    def read(self, frames: int) -> np.ndarray | None:
+        """The next (at most) ``frames`` frames as float32 mono; None at the end of the file."""
+        try:
+            raw = self.w.readframes(max(1, min(frames, READ_BYTES // self.frame_bytes)))
+        except DAMAGED as e:
+            raise SourceError(f"WAV {self.path}: cannot read the samples ({_why(e)})") from None
+        if not raw:
+            return None
+        whole = len(raw) - len(raw) % self.frame_bytes
+        if whole < len(raw):
+            self.cut += len(raw) - whole
+            logger.warning("WAV %s: the file ends inside a sample frame (cut short?); the last %d bytes are "
+                           "ignored", self.path, len(raw) - whole)
+            raw = raw[:whole]
+            if not raw:
+                return None
+        return _decode(raw, self.w.getsampwidth(), self.w.getnchannels())
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """A whole PCM WAV file → (float32 mono samples in [-1, 1], sample rate)."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
-            raw = w.readframes(w.getnframes())
-    except FileNotFoundError:
-        raise SourceError(f"WAV {path}: file not found") from None
-    except (wave.Error, EOFError, OSError) as e:
-        raise SourceError(f"WAV {path}: not a PCM WAV file ({e})") from None
-    try:
-        return _decode(raw, width, channels), rate
-    except ValueError as e:
-        raise SourceError(f"WAV {path}: unsupported format ({e})") from None
+    with _open(path) as w:
+        frames = _Frames(path, w)
+        parts = []
+        while (part := frames.read(READ_BYTES)) is not None:
+            parts.append(part)
+        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), w.getframerate()
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
@@ -90,6 +152,7 @@ class WavSource:
         self.name = f"WAV {path}"
         self.overflows = 0  # a file never overflows; the attribute keeps the sources alike
         self._wave: wave.Wave_read | None = None
+        self._frames: _Frames | None = None
         self._resampler: Resampler | None = None
         self._pending = np.zeros(0, np.float32)
         self._eof = False
@@ -98,16 +161,9 @@ class WavSource:
         self._t0 = 0.0
 
     def open(self) -> None:
-        if not self.path.is_file():
-            raise SourceError(f"WAV {self.path}: file not found")
-        try:
-            w = wave.open(str(self.path), "rb")  # noqa: SIM115 - held open across read() calls, closed in close()
-        except (wave.Error, EOFError, OSError) as e:
-            raise SourceError(f"WAV {self.path}: not a PCM WAV file ({e})") from None
-        if w.getsampwidth() not in (1, 2, 3, 4):
-            w.close()
-            raise SourceError(f"WAV {self.path}: unsupported format ({8 * w.getsampwidth()}-bit samples)")
+        w = _open(self.path)  # held open across read() calls, closed in close()
         self._wave = w
+        self._frames = _Frames(self.path, w)
         self._resampler = Resampler(w.getframerate(), self.rate)
         if not self._resampler.identity:
             logger.info("%s: resampling %d Hz to %d Hz", self.name, w.getframerate(), self.rate)
@@ -123,13 +179,13 @@ class WavSource:
         return self._done
 
     def _fill(self, need: int) -> None:
-        assert self._wave is not None and self._resampler is not None
+        assert self._frames is not None and self._resampler is not None
         parts = [self._pending]
         have = len(self._pending)
         while have < need and not self._eof:
-            raw = self._wave.readframes(READ_FRAMES)
-            if raw:
-                chunk = self._resampler.process(_decode(raw, self._wave.getsampwidth(), self._wave.getnchannels()))
+            samples = self._frames.read(READ_FRAMES)
+            if samples is not None:
+                chunk = self._resampler.process(samples)
             else:
                 chunk = self._resampler.flush()
                 self._eof = True
@@ -162,3 +218,4 @@ class WavSource:
         if self._wave is not None:
             self._wave.close()
             self._wave = None
+            self._frames = None

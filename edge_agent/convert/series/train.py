@@ -28,13 +28,16 @@ from typing import Any, Final
 
 import numpy as np
 
-from .. import __version__
-from ..agents import series_model
-from ..errors import ConfigError, ModelError
-from ..manifest import Manifest, manifest_path_for, sha256_file, write
-from ..preprocess import series
-from . import _tf, graph, report, series_card, series_data, series_models
-from .quantize import _utc_now, check_int8
+from ... import __version__
+from ...agents import series_model
+from ...errors import ConfigError, ModelError
+from ...manifest import Manifest, manifest_path_for, sha256_file, write
+from ...preprocess import series
+from .. import _tf, graph, report
+from ..quantize import _utc_now, check_int8
+from . import card as series_card
+from . import data as series_data
+from . import models as series_models
 
 logger = logging.getLogger(__name__)
 

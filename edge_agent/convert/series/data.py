@@ -21,8 +21,8 @@ from typing import Final
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..preprocess import series
+from ...errors import ConfigError
+from ...preprocess import series
 
 TIME_COLUMN: Final = "t"
 LABEL_COLUMN: Final = "label"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Final
 
-from . import _tf
+from .. import _tf
 
 ARCHS: Final = ("cnn", "lstm", "gru", "dnn", "autoencoder")
 

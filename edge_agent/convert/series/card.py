@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .report import confusion_markdown
+from ..report import confusion_markdown
 
 
 def _pct(x: float | None) -> str:
