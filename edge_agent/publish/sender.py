@@ -144,11 +144,6 @@ class Sender:
         self._hold_until = max(self._hold_until, time.monotonic() + seconds)
         self.wake()
 
-    @property
-    def holding(self) -> float:
-        """Seconds until held messages may go (0 when none are held)."""
-        return max(0.0, self._hold_until - time.monotonic())
-
     def resend_newest(self, delay_s: float) -> None:
         """In ``delay_s``, send the newest live message of each topic again (outside the spool): for
         a hub that has just subscribed (a first discovery, Home Assistant restarted) and would
