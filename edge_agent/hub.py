@@ -7,6 +7,9 @@ entity on ``{discovery_prefix}/{component}/{device_id}/{object_id}/config``, eac
 It is re-sent on every (re)connect and whenever Home Assistant announces itself ``online`` on
 ``{discovery_prefix}/status`` (that message is not retained, so a restarted HA would otherwise
 miss us). With discovery off, the task's entities are cleared with empty retained payloads.
+Home Assistant listens to a new entity's state topic only a moment after its config: after this
+process's first discovery and after HA comes online, live messages wait DISCOVERY_HOLD_S in the
+spool (an event, a voice command, cannot be sent again the way a state can).
 
 Remote control arrives on paho's network thread; it is validated there (strictly: unknown keys
 and wrong types are rejected with one log line and a reply) and handed to the pipeline through
