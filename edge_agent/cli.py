@@ -114,6 +114,13 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
         Flag("--spool", "spool.path", "SQLite file keeping predictions until the broker acknowledges them "
              "(default: $STATE_DIRECTORY or ~/.local/state/edge-agent)"),
     ),
+    "live page (see what the agent sees; README: Live page)": (
+        Flag("--http", "http.listen", "serve the live page on [ADDR:]PORT (ADDR default 127.0.0.1; any other "
+             "address needs --http-token-file)", metavar="[ADDR:]PORT"),
+        Flag("--http-token-file", "http.token_file", "file holding the live page's access token (one line)"),
+        Flag("--no-snapshot", "homeassistant.snapshot", "image tasks: no retained JPEG of the frame behind each "
+             "label change on {prefix}/{device_id}/{task}/snapshot", "off"),
+    ),
     "sensor tasks (activity, location, machine, intrusion; replay a recording with --source FILE.csv)": (
         Flag("--serial", "sensor.serial", "serial port sending CSV or JSON lines, e.g. /dev/ttyUSB0"),
         Flag("--baud", "sensor.baud", "serial baud rate (default 115200)"),

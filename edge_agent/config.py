@@ -13,6 +13,7 @@ flag (``ps`` would show it) and never logged (:func:`render` masks it).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import tomllib
@@ -26,9 +27,11 @@ from .tasks import TASKS as TASK_TABLE
 
 PASSWORD_ENV: Final = "EDGE_AGENT_MQTT_PASSWORD"
 CREDENTIAL_NAME: Final = "mqtt_password"
+HTTP_TOKEN_CREDENTIAL: Final = "http_token"  # the live page's token, as a systemd credential
 SINKS: Final = ("mqtt", "stdout")
 TASKS: Final = tuple(TASK_TABLE)  # the one task table is edge_agent/tasks.py
 MASK: Final = "********"
+DEFAULT_HTTP_HOST: Final = "127.0.0.1"  # the live page: loopback unless told otherwise
 MAX_ID_CHARS: Final = 64  # device_id, client_id: one topic level, one HA unique_id part
 MAX_TOPIC_PREFIX_CHARS: Final = 200  # MQTT allows 65535 bytes per topic; a prefix needs far fewer
 
@@ -98,6 +101,15 @@ class SpoolConfig:
 class HomeAssistantConfig:
     discovery: bool = True
     prefix: str = "homeassistant"
+    snapshot: bool = True  # image tasks: a small retained JPEG of the frame behind each label change
+
+
+@dataclasses.dataclass
+class HttpConfig:
+    """The live page (:mod:`edge_agent.live`): off unless ``listen`` is given."""
+
+    listen: str = ""  # "[ADDR:]PORT"; ADDR defaults to 127.0.0.1; "" = no page
+    token_file: str | None = None  # required for a non-loopback ADDR: one line, the access token
 
 
 @dataclasses.dataclass
@@ -132,6 +144,7 @@ class Config:
     spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
     homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     sensor: SensorConfig = dataclasses.field(default_factory=SensorConfig)
     origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
 
@@ -141,7 +154,7 @@ class Config:
 
 SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig,
                    "mqtt": MqttConfig, "spool": SpoolConfig, "homeassistant": HomeAssistantConfig,
-                   "control": ControlConfig, "sensor": SensorConfig}
+                   "control": ControlConfig, "http": HttpConfig, "sensor": SensorConfig}
 
 
 def _default_device_id() -> str:
@@ -272,6 +285,11 @@ def load_secrets(config: Config, environ: typing.Mapping[str, str]) -> None:
         cred = Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
         if cred.exists():
             config.mqtt.password = _read_secret(cred, "mqtt.password", "$CREDENTIALS_DIRECTORY")
+    if not config.http.token_file and environ.get("CREDENTIALS_DIRECTORY"):
+        token = Path(environ["CREDENTIALS_DIRECTORY"]) / HTTP_TOKEN_CREDENTIAL
+        if token.is_file():  # the live page's token as a systemd credential (install-service --http)
+            config.http.token_file = str(token)
+            config.origin["http.token_file"] = "$CREDENTIALS_DIRECTORY"
 
 
 def _short(value: Any) -> Any:
@@ -338,6 +356,40 @@ def validate(config: Config) -> None:
     _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
            "--source, --picamera, --mic)", chosen)
     validate_sensor(config)
+    validate_http(config)
+
+
+def http_address(listen: str) -> tuple[str, int] | None:
+    """``[ADDR:]PORT`` → (host, port); ADDR defaults to loopback. None when not of that form."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_HTTP_HOST
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host or any(c.isspace() for c in host):
+        return None
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and the name localhost: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to, it may be reachable from outside
+
+
+def validate_http(config: Config) -> None:
+    """A camera view is personal: off the loopback address the page needs a token file."""
+    h = config.http
+    if not h.listen:
+        return
+    address = http_address(h.listen)
+    _check(address is not None, config, "http.listen", "[ADDR:]PORT with a port from 1 to 65535", _short(h.listen))
+    assert address is not None
+    if not is_loopback(address[0]) and not h.token_file:
+        raise ConfigError(f"{config.where('http.listen')}: field 'http.listen' binds {address[0]}, which other "
+                          "machines can reach: give --http-token-file FILE (one line, the access token), "
+                          "or listen on 127.0.0.1")
 
 
 def validate_sensor(config: Config) -> None:

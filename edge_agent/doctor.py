@@ -358,13 +358,35 @@ def check_models(cfg: config_mod.Config) -> list[Check]:
     return checks or [Check("models", WARN, f"no .tflite models in {folder}")]
 
 
+def check_live_page(cfg: config_mod.Config) -> Check:
+    """Whether the live page is on, where, and who can open it (README: Live page)."""
+    from .live.auth import read_token  # the page's modules only when asked about it
+
+    h = cfg.http
+    address = config_mod.http_address(h.listen) if h.listen else None
+    if address is None:
+        return Check("live page", INFO, "off (turn on with --http [ADDR:]PORT or [http] listen)")
+    host, port = address
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    if not h.token_file:
+        return Check("live page", OK, f"on at {url} (this machine only; a browser elsewhere: ssh -L {port}:"
+                                      f"127.0.0.1:{port} this-pi)")
+    try:
+        read_token(h.token_file, cfg.where("http.token_file"))
+    except EdgeAgentError as e:
+        return Check("live page", FAIL, f"on at {url}, but {e}")
+    reach = "this machine only" if config_mod.is_loopback(host) else "other machines too"
+    return Check("live page", OK, f"on at {url} ({reach}; token from {h.token_file}; the one-time sign-in "
+                                  "link is in the agent's log)")
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 def run_checks(cfg: config_mod.Config) -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [
         check_python, check_interpreter, lambda: check_invoke(cfg), check_board, check_temperature, check_throttling,
         lambda: check_camera(cfg), lambda: check_audio(cfg), lambda: check_edgetpu(cfg),
-        lambda: check_broker(cfg), lambda: check_spool(cfg), lambda: check_models(cfg),
+        lambda: check_broker(cfg), lambda: check_spool(cfg), lambda: check_models(cfg), lambda: check_live_page(cfg),
     ]
     checks: list[Check] = []
     for step in steps:

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from . import __version__, contract, series_contract, tasks
 from .config import Config
+from .live import snapshot
 from .publish.mqtt import MqttPublisher
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ def discovery_messages(config: Config, labels: Sequence[str], kind: str | None =
             "state_topic": state, "device_class": "problem",
             "value_template": "{{ 'ON' if value_json.label in " + json.dumps(faults) + " else 'OFF' }}",
             "payload_on": "ON", "payload_off": "OFF", **fault_timeout, **common}))
+    if config.homeassistant.snapshot:  # the frame behind each label change (edge_agent.live.snapshot)
+        messages.append(snapshot.discovery(disc, device, task, snapshot.snapshot_topic(prefix, device, task), common))
     return messages
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import os
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,7 @@ class Options:
     mqtt_host: str
     enable: bool
     dry_run: bool
+    http: str = ""  # --http [ADDR:]PORT: the live page, written into a new config
 
     @property
     def live(self) -> bool:
@@ -115,7 +117,17 @@ SOURCE_LINES: Final = {
 }
 
 
-def example_config(task: str, mqtt_host: str) -> str:
+def http_lines(task: str, http: str) -> str:
+    """The [http] table of a new config: the live page, off unless ``--http`` was given."""
+    if not http:
+        return "\n[http]\n# listen = \"8080\"                   # the live page on 127.0.0.1:8080 (README: Live page)\n"
+    address = config_mod.http_address(http)
+    token = "" if address is None or config_mod.is_loopback(address[0]) else (
+        f"# token: /etc/edge-agent/{task}.http_token, handed over as the systemd credential http_token\n")
+    return f"\n[http]\nlisten = \"{http}\"\n{token}"
+
+
+def example_config(task: str, mqtt_host: str, http: str = "") -> str:
     """A config that works as written (it is checked by the same loader the agent uses)."""
     return f"""\
 # edge-agent@{task}.service reads this file. Reload after editing: systemctl reload edge-agent@{task}
@@ -135,7 +147,7 @@ port = 1883
 # username = "edge-agent"
 # The password goes in /etc/edge-agent/{task}.mqtt_password (root only); systemd hands it over
 # as a credential, it never appears here, in the environment or in `ps`.
-"""
+""" + http_lines(task, http)
 
 
 def default_executable() -> str:
@@ -235,12 +247,14 @@ def plan(opts: Options) -> list[Step]:
     steps = [
         user_step(opts),
         directory_step(conf_dir, 0o755),
-        file_step("config", conf_dir / f"{opts.task}.toml", example_config(opts.task, opts.mqtt_host), 0o644,
-                  keep_existing=True),
+        file_step("config", conf_dir / f"{opts.task}.toml", example_config(opts.task, opts.mqtt_host, opts.http),
+                  0o644, keep_existing=True),
         file_step("credential", conf_dir / f"{opts.task}.mqtt_password", "", 0o600, keep_existing=True),
         unit,
         udev,
+        *http_token_steps(opts),
     ]
+    unit_changes = unit_changes or any(not step.check() for step in steps[6:])
     no_udev = None if shutil.which("udevadm") else "udevadm is not installed"
     no_systemd = None if _systemd_running() else "systemd is not running"
     if not opts.live:
@@ -251,6 +265,22 @@ def plan(opts: Options) -> list[Step]:
     if opts.enable:
         steps.append(enable_step(opts))
     return steps
+
+
+def http_token_steps(opts: Options) -> list[Step]:
+    """A page on a non-loopback address needs a token: a random one, root-only, handed to the
+    service as the systemd credential ``http_token`` by a drop-in (config.load_secrets reads it)."""
+    address = config_mod.http_address(opts.http) if opts.http else None
+    if address is None or config_mod.is_loopback(address[0]):
+        return []
+    token_path = opts.path(CONFIG_DIR) / f"{opts.task}.http_token"
+    dropin = opts.path(UNIT_DIR) / f"edge-agent@{opts.task}.service.d" / "http-token.conf"
+    return [
+        file_step("live page token", token_path, secrets.token_hex(16) + "\n", 0o600, keep_existing=True),
+        directory_step(dropin.parent, 0o755),
+        file_step("unit drop-in", dropin, f"[Service]\nLoadCredential={config_mod.HTTP_TOKEN_CREDENTIAL}:"
+                  f"/{CONFIG_DIR}/{opts.task}.http_token\n", 0o644),
+    ]
 
 
 def enable_step(opts: Options) -> Step:
@@ -284,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Install and enable edge-agent@TASK.service (systemd).")
     p.add_argument("--task", default="waste", choices=config_mod.TASKS, help="the instance and its config name")
     p.add_argument("--mqtt-host", default="localhost", help="broker host written into a new config")
+    p.add_argument("--http", default="", metavar="[ADDR:]PORT", help="the live page, written into a new config; "
+                   "a non-loopback ADDR also gets a random token (/etc/edge-agent/TASK.http_token)")
     p.add_argument("--exec", dest="executable", help="the edge-agent command the unit runs "
                    "(default: the one beside this Python)")
     p.add_argument("--root", type=Path, default=Path("/"), help="install into this directory tree instead of /")
@@ -297,7 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         executable = args.executable or default_executable()
         check_executable(executable)
-        opts = Options(args.task, args.root.resolve(), executable, args.mqtt_host, args.enable, args.dry_run)
+        if args.http and config_mod.http_address(args.http) is None:
+            raise InstallError(f"--http {args.http}: expected [ADDR:]PORT with a port from 1 to 65535")
+        opts = Options(args.task, args.root.resolve(), executable, args.mqtt_host, args.enable, args.dry_run,
+                       args.http)
         if opts.live and not opts.dry_run and os.geteuid() != 0:
             raise InstallError("installing a system service needs root: sudo edge-agent install-service ...")
         execute(plan(opts), opts.dry_run, print)

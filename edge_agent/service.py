@@ -26,6 +26,8 @@ from .agents.voice import VoiceAgent
 from .config import Config, spool_path
 from .errors import ConfigError, EdgeAgentError, ExitCode
 from .hub import Hub
+from .live.server import LiveServer
+from .live.wiring import attach as attach_live
 from .publish.base import Publisher
 from .publish.mqtt import MqttPublisher
 from .publish.spool import open_spool
@@ -63,6 +65,7 @@ class Runtime:
     agent: Agent
     publisher: Publisher
     hub: Hub | None
+    live: LiveServer | None = None  # the live page (--http); not started by build()
 
 
 class NullPublisher:
@@ -138,7 +141,9 @@ def build(config: Config, *, dry: bool = False, hook: StageHook | None = None,
     hub: Hub | None = None
     if isinstance(publisher, MqttPublisher):  # discovery, info, metrics, remote control
         hub = Hub(config, publisher, model.labels, agent_info(config, model), agent.metrics, kind=kind)
-    return Runtime(config, kind, model, agent, publisher, hub)
+    live = attach_live(config, kind, model, agent, publisher, hub.metrics if hub else agent.metrics,
+                       agent_info(config, model))
+    return Runtime(config, kind, model, agent, publisher, hub, live)
 
 
 def validate(config: Config) -> None:
@@ -176,16 +181,23 @@ def start(rt: Runtime) -> None:
     and the publisher; on any failure close what was opened."""
     rt.agent.start()
     try:
+        if rt.live is not None:
+            rt.live.start()  # a busy port fails here, before we announce ourselves
         if rt.hub is not None:
             rt.hub.start()
         rt.publisher.start()
     except BaseException:
+        if rt.live is not None:
+            rt.live.stop()
         rt.agent.stop()
         raise
 
 
 def shutdown(rt: Runtime, stopped: bool) -> None:
-    """Reverse order: close the source, stop the hub, flush what was accepted, stop the publisher."""
+    """Reverse order: end the live page's streams, close the source, stop the hub, flush what was
+    accepted, stop the publisher."""
+    if rt.live is not None:
+        rt.live.stop()
     rt.agent.stop()
     if rt.hub is not None:
         rt.hub.stop()

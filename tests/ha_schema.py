@@ -34,6 +34,11 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                    "off_delay": INT, "payload_off": STR, "payload_on": STR},
         "device_classes": {"problem", "motion", "occupancy", "safety", "running", "presence", "sound"},
     },
+    "image": {  # image.mqtt (HA 2023.7+): exactly one of image_topic and url_topic
+        "required": set(),
+        "fields": {**COMMON, "image_topic": STR, "url_topic": STR, "content_type": STR, "image_encoding": STR,
+                   "url_template": STR},
+    },
     "event": {
         "required": {"state_topic", "event_types"},
         "fields": {**COMMON, "state_topic": STR, "event_types": LIST, "device_class": STR},
@@ -67,6 +72,8 @@ def check(component: str, payload: dict[str, Any]) -> list[str]:
     problems += [f"origin.{k} unknown" for k in origin if k not in ORIGIN]
     if origin and "name" not in origin:
         problems.append("origin needs a name")
+    if component == "image" and ("image_topic" in payload) == ("url_topic" in payload):
+        problems.append("image needs exactly one of image_topic and url_topic")
     if component == "event" and not all(isinstance(t, str) for t in payload.get("event_types", [])):
         problems.append("event_types must be strings")
     return problems

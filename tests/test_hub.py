@@ -61,7 +61,8 @@ def test_discovery_payloads_follow_the_home_assistant_schema(task: str, labels: 
     config = Config(task=task, device_id="kitchen")
     messages = discovery_messages(config, labels)
     components = [topic.split("/")[1] for topic, _ in messages]
-    expected = {"voice": ["event"], "road": ["sensor", "binary_sensor"]}.get(task, ["sensor"])
+    # image tasks: the label sensor, the road's fault, and the snapshot behind each change (README: Live page)
+    expected = {"voice": ["event"], "road": ["sensor", "binary_sensor", "image"]}.get(task, ["sensor", "image"])
     assert components == expected
     # never sent twice on purpose: an event (it would fire twice); a state is (a late subscriber's due)
     assert event_topics(messages) == ({"edge-agent/kitchen/voice/command"} if task == "voice" else frozenset())

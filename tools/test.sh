@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # System packages: mosquitto (the real broker in tests), openssl (test CAs), espeak-ng + sox (speech),
 # pulseaudio + libportaudio2 (the real microphone path), gcc (the libedgetpu stand-in), systemd
 # (systemd-analyze for the unit files; it runs `man` to check Documentation=, hence man-db), python3-venv,
-# mmdebstrap (the Debian testing root of Home Assistant 2026, below).
+# chromium (the live page is opened by a real headless browser), mmdebstrap (the Debian testing root
+# of Home Assistant 2026, below).
 PKGS="python3 python3-venv python3-dev mosquitto mosquitto-clients openssl espeak-ng sox pulseaudio \
-pulseaudio-utils libasound2-plugins libportaudio2 gcc libc6-dev systemd man-db mmdebstrap"
+pulseaudio-utils libasound2-plugins libportaudio2 gcc libc6-dev systemd man-db chromium mmdebstrap"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

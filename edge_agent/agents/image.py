@@ -26,6 +26,7 @@ from ..engine import Engine
 from ..errors import ModelError
 from ..hub import Command, percentile
 from ..manifest import ImageInput, Manifest
+from ..observe import Observer
 from ..postprocess import Prediction, PublishPolicy, Smoother, predict
 from ..preprocess import image as image_pre
 from ..preprocess.gate import ChangeGate
@@ -163,6 +164,8 @@ class ImageAgent:
     """One image model, one frame source, one publisher. :meth:`reconfigure` swaps model and
     settings (and the source, when the config names another), keeping seq and the publisher."""
 
+    observer: Observer | None = None  # the live page and HA snapshot (edge_agent.observe); None: nobody
+
     def __init__(self, config: Config, model: ImageModel, publisher: Publisher,
                  hook: StageHook | None = None, source: Source | None = None) -> None:
         self.publisher = publisher
@@ -277,6 +280,8 @@ class ImageAgent:
         self._withheld_frame = None
         prediction = self.policy.take_withheld(frame.clock) if frame is not None else None
         if frame is not None and prediction is not None:
+            if self.observer is not None:
+                self.observer.image(frame, prediction, True)
             self._publish(prediction, frame, time.perf_counter())
 
     def _finish_all(self) -> None:
@@ -301,7 +306,10 @@ class ImageAgent:
         self.stats.frames += 1
         self.stats.last_label = prediction.label
         now_mono = time.monotonic()
-        if not self.policy.decide(prediction, frame.clock):
+        published = self.policy.decide(prediction, frame.clock)
+        if self.observer is not None:
+            self.observer.image(frame, prediction, published)
+        if not published:
             if self.policy.withheld is prediction:
                 self._withheld_frame = frame  # a change the rate ceiling held back: sent at stop if still new
             if hook is not None:

@@ -33,6 +33,7 @@ from ..config import Config
 from ..errors import ModelError
 from ..hub import Command, percentile
 from ..manifest import Manifest
+from ..observe import Observer
 from ..postprocess import Prediction, PublishPolicy, Smoother, predict
 from ..preprocess import series
 from ..publish.base import Publisher
@@ -79,6 +80,8 @@ def stale_after_s(config: Config, spec: series.SeriesSpec) -> float:
 
 class SensorAgent:
     """One series model, one sample source, one publisher."""
+
+    observer: Observer | None = None  # the live page (edge_agent.observe); None: nobody
 
     def __init__(self, config: Config, model: SeriesModel, publisher: Publisher,
                  source: SeriesSource | None = None, hook: StageHook | None = None) -> None:
@@ -221,6 +224,9 @@ class SensorAgent:
         if payload is not None:
             self.publisher.publish(series_contract.prediction_subtopic(self.config.task), payload)
             self.published += 1
+        if self.observer is not None:
+            threshold = self.model.anomaly.threshold if self.model.anomaly is not None else self.policy.threshold
+            self.observer.window(item.samples, self.last_label, self.last_score, threshold, payload is not None)
         if hook is not None:
             hook.done((time.monotonic() - item.mono_end) * 1000)
 

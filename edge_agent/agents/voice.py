@@ -21,6 +21,7 @@ from ..config import Config
 from ..errors import ConfigError, SourceError
 from ..hub import Command as HubCommand
 from ..hub import percentile
+from ..observe import Observer
 from ..publish.base import Publisher
 from ..sources.base import SourceLost, reopen_with_backoff
 from ..sources.wav import AudioBlock, WavSource
@@ -72,6 +73,8 @@ def make_audio_source(config: Config, rate: int) -> AudioSource:
 
 class VoiceAgent:
     """One keyword model, one audio source, one publisher."""
+
+    observer: Observer | None = None  # the live page (edge_agent.observe); None: nobody
 
     def __init__(self, config: Config, model: VoiceModel, publisher: Publisher,
                  hook: StageHook | None = None) -> None:
@@ -131,6 +134,8 @@ class VoiceAgent:
             hook.stage("infer", (time.perf_counter() - t0) * 1000)
         if command is not None:
             self.publish(command, block)
+        if self.observer is not None:
+            self.observer.audio(block.samples, self.spotter.last_scores, self.model.settings, command)
         if hook is not None:
             hook.done((time.monotonic() - block.end_mono) * 1000)
 

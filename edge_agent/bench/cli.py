@@ -33,6 +33,7 @@ from .common import (
 from .compare import mode_compare
 from .gate import mode_gate
 from .invoke import mode_invoke
+from .live import mode_live
 from .peer import mode_peer
 from .pipeline import mode_pipeline
 from .report import print_summary, write_csv, write_plot
@@ -48,6 +49,7 @@ MODES: Final[dict[str, ModeFn]] = {
     "audio": mode_audio,
     "peer": mode_peer,
     "gate": mode_gate,
+    "live": mode_live,
     "sensor": mode_sensor,
     "invoke": mode_invoke,
     "pipeline": mode_pipeline,

@@ -133,6 +133,13 @@ def print_summary(report: dict[str, Any], out: Any = None) -> None:
             st = " ".join(f"{k} {v['p50']:.2f}" for k, v in r["stages"].items())
             w(f"{kind:8} {r['threads']}T: {r['fps']:.1f} FPS; p50 ms: {st}; capture→publish p50 "
               f"{r['latency_ms']['p50']:.1f} p99 {r['latency_ms']['p99']:.1f} ms\n")
+    if res.get("live"):
+        lv = res["live"]
+        w(f"live     {lv['threads']}T: {lv['fps_without']['median']:.1f} FPS without a viewer, "
+          f"{lv['fps_with']['median']:.1f} with one (MJPEG); with/without {lv['with_vs_without']['median']:.3f} "
+          f"(min {lv['with_vs_without']['min']:.3f}, {lv['with_vs_without']['rounds']} rounds; target >= "
+          f"{lv['target']}); CPU per frame with/without {lv['cpu_with_vs_without']['median']:.3f}; "
+          f"one JPEG {lv['encode_ms_p50']:.2f} ms: a viewer costs at most {lv['viewer_core_pct']:.2f} % of a core\n")
     for r in res.get("startup") or []:
         w(f"startup  {r['threads']}T: first prediction {r['first_prediction_s']['median']:.2f} s (median of "
           f"{r['runs']}), peak RSS {r['peak_rss_mb']['max']:.1f} MB\n")
