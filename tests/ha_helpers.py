@@ -64,6 +64,16 @@ HA_2026: Final = HaVersion("ha2026", "2026.11.0", "EDGE_AGENT_HA2026_DIR", REPO 
 VERSIONS: Final = (HA_2024, HA_2026)
 
 
+def hass_binary() -> Path:
+    """The ``hass`` of Home Assistant 2024.1.6 (tests that run against that release only)."""
+    return HA_2024.hass
+
+
+def ha_installed() -> bool:
+    """Whether Home Assistant 2024.1.6 is installed (tools/install_ha.sh wrote its stamp)."""
+    return HA_2024.installed
+
+
 def ha_required() -> bool:
     """tools/test.sh (and so CI) installs HA and sets this: a missing HA is then a failure, not a skip."""
     return os.environ.get("EDGE_AGENT_HA_REQUIRED", "") == "1"
