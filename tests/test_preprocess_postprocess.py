@@ -56,6 +56,24 @@ def test_tables_map_pixels_through_mean_std_and_quantization() -> None:
     np.testing.assert_allclose(pre.normalize(img, spec), img / 255.0, rtol=1e-6)
 
 
+def test_torchvision_preprocessing_per_channel_matches_torchvision() -> None:
+    """An ImageNet start's manifest (torchvision's mean/std, RGB): a BGR camera frame reaches the
+    model as torchvision's ToTensor + Normalize would make it, and its int8 form is that rounded."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    spec = ImageInput(8, 8, 3, "RGB", "stretch", tuple(255 * m for m in mean), tuple(255 * s for s in std))
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    rgb = pre.resize(bgr, spec)
+    np.testing.assert_array_equal(rgb, bgr[:, :, ::-1])
+    want = (rgb / 255.0 - np.asarray(mean)) / np.asarray(std)
+    np.testing.assert_allclose(pre.normalize(rgb, spec), want, atol=1e-5)
+    scale, zero_point = 0.0187, -14  # what a converter might choose for inputs in about [-2.1, 2.6]
+    table = pre.make_table(spec, np.dtype(np.int8), scale=scale, zero_point=zero_point)
+    q = pre.quantize(rgb, table)
+    np.testing.assert_array_equal(q, np.clip(np.round(want / scale + zero_point), -128, 127).astype(np.int8))
+    assert table[0, 0] != table[0, 2]  # per-channel: the same pixel value means different inputs
+
+
 def test_int8_fill_writes_straight_into_a_tensor_view() -> None:
     spec = ImageInput(4, 4)
     table = pre.make_table(spec, np.dtype(np.int8), scale=1 / 127.5, zero_point=0)

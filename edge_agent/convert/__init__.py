@@ -5,7 +5,9 @@ This package is the only place in edge_agent that imports TensorFlow, and it doe
 
     data.py      scan a class-per-folder image set, split it deterministically, load images
     build.py     MobileNet v1 / v2 / v3-small / v3-large with width and resolution
-    train.py     folder → Keras model (augmentation, class weights, progress)
+    image/       train.py (folder → Keras model: augmentation, class weights, progress, ImageNet start),
+                 mobilenet_v2.py (torchvision's MobileNetV2 in Keras), pth.py (a .pth without torch),
+                 imagenet.py (find the installed weights, check the port on a real photo)
     source.py    import a .keras / .h5 / SavedModel with its labels and input spec
     quantize.py  Keras model + calibration data → full-int8 .tflite + manifest + report
     graph.py     what is inside a .tflite flatbuffer: op and tensor types, MACs (no TF needed)

