@@ -7,6 +7,9 @@ entity on ``{discovery_prefix}/{component}/{device_id}/{object_id}/config``, eac
 It is re-sent on every (re)connect and whenever Home Assistant announces itself ``online`` on
 ``{discovery_prefix}/status`` (that message is not retained, so a restarted HA would otherwise
 miss us). With discovery off, the task's entities are cleared with empty retained payloads.
+Home Assistant listens to a new entity's state topic only a moment after its config: after this
+process's first discovery and after HA comes online, live messages wait DISCOVERY_HOLD_S in the
+spool (an event, a voice command, cannot be sent again the way a state can).
 
 Remote control arrives on paho's network thread; it is validated there (strictly: unknown keys
 and wrong types are rejected with one log line and a reply) and handed to the pipeline through
@@ -37,6 +40,9 @@ MAX_CONTROL_BYTES: Final = 1024
 EXPIRE_HEARTBEATS: Final = 3  # expire_after = this many heartbeats without a message
 FAULT_OFF_DELAY_S: Final = 30  # every-frame publishing: "no fault" after this long without a message
 DISCOVERY_SETTLE_S: Final = 2.0  # after discovery, the current state is sent again this much later
+# After a discovery Home Assistant may not have set up yet (this process's first connect: the device
+# or an entity may be new to it; HA announcing itself online), live messages wait this long
+DISCOVERY_HOLD_S: Final = DISCOVERY_SETTLE_S
 ORIGIN: Final = {"name": "edge-agent", "sw_version": __version__,
                  "support_url": "https://github.com/edge-agent/edge-agent"}
 ICONS: Final = {"waste": "mdi:recycle", "road": "mdi:road-variant", "voice": "mdi:microphone",
@@ -92,7 +98,7 @@ def discovery_messages(config: Config, labels: Sequence[str], kind: str | None =
         return messages
     state = contract.prediction_topic(prefix, device, task)
     if kind == "series":
-        return series_contract.discovery(disc, device, task, labels, state, common)
+        return series_contract.discovery(disc, device, task, labels, state, common, expiry)
     messages.append((f"{disc}/sensor/{device}/{task}_label/config", {
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
         "state_topic": state, "value_template": "{{ value_json.label }}",
@@ -236,6 +242,11 @@ class Hub:
         """Register before ``publisher.start()`` so the first connect already announces us."""
         self.publisher.on_connected.append(self.announce)
         if self.config.homeassistant.discovery:
+            # Home Assistant subscribes to a new entity's state topic a moment after its config
+            # arrives (measured on HA 2026.11: two voice commands sent 36-60 ms after the first
+            # config were never recorded). Once per process, at its first connect: a reconnect
+            # finds HA's subscriptions in place.
+            self.publisher.hold(DISCOVERY_HOLD_S, at_connect=True)
             self.publisher.subscribe(f"{self.config.homeassistant.prefix}/status", self._on_ha_status)
         if self.config.control.enabled:
             self.publisher.subscribe(self.set_topic, self._on_set)
@@ -256,6 +267,8 @@ class Hub:
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
         if payload.strip() == b"online":
             logger.info("Home Assistant is online: re-sending discovery")
+            if self.config.homeassistant.discovery:
+                self.publisher.hold(DISCOVERY_HOLD_S)  # a restarted HA is setting our entities up again
             self.send_discovery()
 
     def send_discovery(self) -> None:

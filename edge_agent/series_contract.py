@@ -55,9 +55,15 @@ def anomaly_payload(*, task: str, score: float, threshold: float, window_ts: flo
 
 
 def discovery(disc: str, device: str, task: str, labels: Sequence[str], state: str,
-              common: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+              common: dict[str, Any], expiry: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Home Assistant entities: a ``sensor`` for the label of a classifier; a ``binary_sensor``
-    (device class problem) plus a ``sensor`` for the score of an anomaly model."""
+    (device class problem) plus a ``sensor`` for the score of an anomaly model. ``expiry`` is the
+    image entities' ``expire_after`` (none without a heartbeat).
+
+    The attributes hold nothing that changes on every message (no ``seq``, no ``window_ts``): Home
+    Assistant's recorder writes a ``states`` row and a ``state_attributes`` row for every distinct
+    attributes set, so a heartbeat that repeats a steady state must repeat its attributes too."""
+    common = {**(expiry or {}), **common}
     icon = ICONS.get(task, "mdi:chart-line")
     title = task.capitalize()
     if is_anomaly(labels):
@@ -68,8 +74,8 @@ def discovery(disc: str, device: str, task: str, labels: Sequence[str], state: s
                 "value_template": "{{ 'ON' if value_json.anomaly else 'OFF' }}",
                 "payload_on": "ON", "payload_off": "OFF",
                 "json_attributes_topic": state,
-                "json_attributes_template": "{{ {'score': value_json.score, 'threshold': value_json.threshold, "
-                                            "'window_ts': value_json.window_ts} | tojson }}",
+                "json_attributes_template": "{{ {'score': value_json.score, "
+                                            "'threshold': value_json.threshold} | tojson }}",
                 "icon": icon, **common}),
             (f"{disc}/sensor/{device}/{task}_score/config", {
                 "name": f"{title} anomaly score", "unique_id": f"edge_agent_{device}_{task}_score",
@@ -80,7 +86,6 @@ def discovery(disc: str, device: str, task: str, labels: Sequence[str], state: s
         "name": f"{title} label", "unique_id": f"edge_agent_{device}_{task}_label",
         "state_topic": state, "value_template": "{{ value_json.label }}",
         "json_attributes_topic": state,
-        "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top, "
-                                    "'seq': value_json.seq, 'window_ts': value_json.window_ts} | tojson }}",
+        "json_attributes_template": "{{ {'score': value_json.score, 'top': value_json.top} | tojson }}",
         "icon": icon, **common})]
 

@@ -1,6 +1,8 @@
-"""A real Home Assistant for tests: HA 2024.1.6 in its own venv (tools/install_ha.sh), started on a
+"""A real Home Assistant for tests, in two versions: 2024.1.6 in its own venv (tools/install_ha.sh),
+the newest that runs on Debian 12's Python, and 2026.11.0 (tools/install_ha_2026.sh), which needs
+Python 3.14 and so runs in a Debian testing root through a ``hass`` wrapper. Either is started on a
 config folder written here, its MQTT integration pointed at a test mosquitto, and what a user gets
-read back from HA's own files: the recorder database and the entity and device registries."""
+is read back from HA's own files: the recorder database and the entity and device registries."""
 
 from __future__ import annotations
 
@@ -18,23 +20,58 @@ from typing import Any, Final, TypeVar
 
 from tests.helpers import REPO, Broker, free_port, stop_process
 
-HA_VERSION: Final = "2024.1.6"
-DEFAULT_VENV: Final = REPO / ".cache" / "ha-venv"
 START_TIMEOUT_S: Final = 240.0  # HA's first start compiles and imports a lot: generous on a loaded 2-core VM
 STOP_GRACE_S: Final = 60.0
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class HaVersion:
+    """One Home Assistant release the suite runs against: where its install lives and how it is made."""
+
+    id: str  # the test id
+    version: str
+    env: str  # the variable that moves its install
+    default: Path
+    install: str  # the command that makes it
+
+    @property
+    def home(self) -> Path:
+        """The install: a venv (2024.1.6) or the folder of the root and its wrapper (2026.11.0)."""
+        return Path(os.environ.get(self.env) or self.default)
+
+    @property
+    def hass(self) -> Path:
+        return self.home / "bin" / "hass"
+
+    @property
+    def installed(self) -> bool:
+        """The install scripts write their stamp only once ``hass --version`` ran in the finished install."""
+        return (self.home / ".edge-agent-requirements").is_file() and self.hass.exists()
+
+    @property
+    def http_in_storage(self) -> bool:
+        """HA 2026 takes its http settings from ``.storage/http``: a YAML ``http:`` block is migrated
+        as a trial that, unconfirmed after 5 minutes, restarts HA on 0.0.0.0:8123."""
+        return int(self.version.split(".")[0]) >= 2026
+
+
+HA_2024: Final = HaVersion("ha2024", "2024.1.6", "EDGE_AGENT_HA_VENV", REPO / ".cache" / "ha-venv",
+                           "bash tools/install_ha.sh")
+HA_2026: Final = HaVersion("ha2026", "2026.11.0", "EDGE_AGENT_HA2026_DIR", REPO / ".cache" / "ha2026",
+                           "bash tools/install_ha_2026.sh")
+VERSIONS: Final = (HA_2024, HA_2026)
+
+
 def hass_binary() -> Path:
-    """The ``hass`` of the Home Assistant venv: $EDGE_AGENT_HA_VENV, else .cache/ha-venv."""
-    venv = Path(os.environ.get("EDGE_AGENT_HA_VENV") or DEFAULT_VENV)
-    return venv / "bin" / "hass"
+    """The ``hass`` of Home Assistant 2024.1.6 (tests that run against that release only)."""
+    return HA_2024.hass
 
 
 def ha_installed() -> bool:
-    """tools/install_ha.sh writes its stamp only once ``hass --version`` ran in the finished venv."""
-    return (hass_binary().parent.parent / ".edge-agent-requirements").is_file() and hass_binary().exists()
+    """Whether Home Assistant 2024.1.6 is installed (tools/install_ha.sh wrote its stamp)."""
+    return HA_2024.installed
 
 
 def ha_required() -> bool:
@@ -64,9 +101,14 @@ class Row:
     attributes: dict[str, Any]
 
 
-def _configuration(http_port: int) -> str:
+def _configuration(http_port: int, http_yaml: bool) -> str:
     # Every core setting given, so HA looks nothing up on the network; the recorder commits every
     # second so a test sees a state a moment after HA does.
+    http = f"""\
+http:
+  server_host: 127.0.0.1
+  server_port: {http_port}
+""" if http_yaml else ""
     return f"""\
 homeassistant:
   name: edge-agent test
@@ -78,10 +120,7 @@ homeassistant:
   currency: EUR
   country: NL
   internal_url: "http://127.0.0.1:{http_port}"
-http:
-  server_host: 127.0.0.1
-  server_port: {http_port}
-recorder:
+{http}recorder:
   commit_interval: 1
   auto_purge: false
 logger:
@@ -90,7 +129,19 @@ logger:
     homeassistant.components.mqtt: info
     homeassistant.bootstrap: info
     homeassistant.core: info
+    homeassistant.config_entries: info
 """
+
+
+def _http_storage(http_port: int) -> dict[str, Any]:
+    """``.storage/http`` of HA 2026.11 (components/http/config.py, storage version 3): the listening
+    address as the confirmed ("stable") config, the YAML migration marked done."""
+    stable = {"server_host": ["127.0.0.1"], "server_port": http_port,
+              "cors_allowed_origins": ["https://cast.home-assistant.io"], "login_attempts_threshold": -1,
+              "ip_ban_enabled": True, "ssl_profile": "intermediate_v6", "use_x_frame_options": True,
+              "created_at": "2026-01-01T00:00:00+00:00", "error": None, "error_message": None}
+    return {"version": 3, "minor_version": 1, "key": "http",
+            "data": {"stable": stable, "pending": None, "yaml_migration_done": True}}
 
 
 def _config_entries(broker: Broker) -> dict[str, Any]:
@@ -109,9 +160,10 @@ def _config_entries(broker: Broker) -> dict[str, Any]:
 
 
 class HomeAssistant:
-    """One ``hass`` process on ``config_dir``, its MQTT integration on ``broker``."""
+    """One ``hass`` process of ``release`` on ``config_dir``, its MQTT integration on ``broker``."""
 
-    def __init__(self, config_dir: Path, broker: Broker) -> None:
+    def __init__(self, config_dir: Path, broker: Broker, release: HaVersion = HA_2024) -> None:
+        self.release = release
         self.dir = config_dir
         self.broker = broker
         self.http_port = free_port()
@@ -121,12 +173,15 @@ class HomeAssistant:
 
     def write_config(self) -> None:
         (self.dir / ".storage").mkdir(parents=True, exist_ok=True)
-        (self.dir / "configuration.yaml").write_text(_configuration(self.http_port))
+        http_in_storage = self.release.http_in_storage
+        (self.dir / "configuration.yaml").write_text(_configuration(self.http_port, not http_in_storage))
         (self.dir / ".storage" / "core.config_entries").write_text(json.dumps(_config_entries(self.broker)))
+        if http_in_storage:
+            (self.dir / ".storage" / "http").write_text(json.dumps(_http_storage(self.http_port)))
 
     def start(self, ready: Callable[[], bool]) -> HomeAssistant:
         """Start ``hass`` and wait for ``ready()`` (the caller watches HA's MQTT birth message)."""
-        hass = hass_binary()
+        hass = self.release.hass
         self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_AGENT_", "PYTHON"))}
         with self.output.open("ab") as out:
@@ -211,6 +266,11 @@ class HomeAssistant:
             found = {e["unique_id"]: e for e in (data or {}).get("entities", []) if e.get("unique_id") in unique_ids}
             return found if set(found) == unique_ids else None
         return wait_until(probe, timeout, f"entities {sorted(unique_ids)} in the entity registry", interval=1)
+
+    def unique_ids(self) -> set[str]:
+        """Every unique_id in the entity registry as saved now."""
+        data = self._storage("core.entity_registry")
+        return {str(e.get("unique_id")) for e in (data or {}).get("entities", [])}
 
     def device(self, device_id: str) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:

@@ -52,6 +52,20 @@ def test_home_assistant_attributes_do_not_change_on_every_frame() -> None:
     assert payload["expire_after"] == 3 * int(config.postprocess.heartbeat_s)
 
 
+def test_sensor_entities_attributes_do_not_change_on_every_window() -> None:
+    """Sensor tasks as image ones: nothing per message (seq, window_ts) in the attributes, and the
+    state expires after three heartbeats (a silent sensor shows unavailable, not a stale label)."""
+    for task, labels in (("activity", ["sitting", "walking"]), ("machine", ["normal", "anomaly"])):
+        config = Config(task=task, device_id="pi")
+        messages = discovery_messages(config, labels)
+        assert messages
+        for topic, payload in messages:
+            assert ha_schema.check(topic.split("/")[1], payload) == [], topic
+            template = payload.get("json_attributes_template", "")
+            assert "seq" not in template and "window_ts" not in template, (topic, template)
+            assert payload["expire_after"] == 3 * int(config.postprocess.heartbeat_s), topic
+
+
 def _steady_video(path: Path, seconds: float, fps: int = 30) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (320, 240))
     frame = np.full((240, 320, 3), (40, 160, 90), np.uint8)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from edge_agent import manifest as manifest_mod
 from edge_agent.config import Config
-from edge_agent.hub import ControlError, discovery_messages, event_topics, parse_command
+from edge_agent.hub import DISCOVERY_HOLD_S, ControlError, discovery_messages, event_topics, parse_command
 from tests import ha_schema
 from tests.helpers import (
     Broker,
@@ -108,32 +108,38 @@ def test_discovery_on_connect_and_again_when_home_assistant_comes_online(road_mo
 
 
 def _one_frame(int8_model: Path, video: Path, broker: Broker, device: str,
-               *flag: str) -> tuple[list[tuple[str, bytes]], float]:
-    """Run one frame to the end: (prediction and status messages in arrival order, seconds)."""
-    sub = Subscriber(broker, f"edge-agent/{device}/#")
+               *flag: str) -> tuple[list[tuple[str, bytes]], float | None]:
+    """Run one frame to the end: (prediction and status messages in arrival order, seconds from
+    the label's discovery config to the prediction as a subscriber received them)."""
+    sub = Subscriber(broker, "#")
     status, prediction = f"edge-agent/{device}/status", f"edge-agent/{device}/custom/prediction"
-    started = time.monotonic()
+    config = f"homeassistant/sensor/{device}/custom_label/config"
     result = run_agent(_agent(int8_model, video, broker, device, "--task", "custom", "--max-frames", "1", *flag))
-    took = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     eventually(lambda: sub.texts(status)[-1:] == ["offline"], 10, "offline at the end")
     order = sub.arrivals(prediction, status)
     sub.close()
-    return order, took
+    configs = [m.timestamp for m in sub.messages if m.topic == config and m.payload]
+    predictions = [m.timestamp for m in sub.messages if m.topic == prediction]
+    gap = predictions[0] - configs[0] if configs and predictions else None
+    return order, gap
 
 
-def test_a_run_that_ends_at_once_sends_its_state_again_before_it_says_offline(
+def test_a_run_that_ends_at_once_holds_its_state_until_the_hub_can_have_it(
         int8_model: Path, video: Path, broker: Broker) -> None:
     """One frame, then stop: Home Assistant subscribes to a new entity's state topic a moment
-    after its discovery config, so the newest prediction goes out again at the settle time
-    (2 s after discovery), and only then the retained ``offline``; with discovery off, no repeat."""
-    for device, flag, copies in (("once", (), 2), ("onceoff", ("--no-discovery",), 1)):
-        order, took = _one_frame(int8_model, video, broker, device, *flag)
+    after its discovery config, so after this process's first discovery the prediction waits
+    (DISCOVERY_HOLD_S) and goes out once, then the retained ``offline``; with discovery off,
+    nothing waits."""
+    for device, flag in (("once", ()), ("onceoff", ("--no-discovery",))):
+        order, gap = _one_frame(int8_model, video, broker, device, *flag)
         predictions = [payload for topic, payload in order if topic.endswith("/prediction")]
-        assert len(predictions) == copies and len(set(predictions)) == 1, order  # the same message again
-        assert order[-1] == (f"edge-agent/{device}/status", b"offline"), order  # after the repeat, not before
-        if copies == 2:
-            assert took >= 1.5, f"the stop waited for the settle time ({took:.1f} s)"
+        assert len(predictions) == 1, order  # held, so not sent again
+        assert order[-1] == (f"edge-agent/{device}/status", b"offline"), order  # after it, not before
+        if not flag:
+            assert gap is not None and gap >= DISCOVERY_HOLD_S - 0.5, f"the prediction came {gap} s after the config"
+        else:
+            assert gap is None
 
 
 def test_no_discovery_clears_the_tasks_entities(road_model: Path, video: Path, broker: Broker) -> None:

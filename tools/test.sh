@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # System packages: mosquitto (the real broker in tests), openssl (test CAs), espeak-ng + sox (speech),
 # pulseaudio + libportaudio2 (the real microphone path), gcc (the libedgetpu stand-in), systemd
 # (systemd-analyze for the unit files; it runs `man` to check Documentation=, hence man-db), python3-venv,
-# chromium (the live page is opened by a real headless browser).
+# chromium (the live page is opened by a real headless browser), mmdebstrap (the Debian testing root
+# of Home Assistant 2026, below).
 PKGS="python3 python3-venv python3-dev mosquitto mosquitto-clients openssl espeak-ng sox pulseaudio \
-pulseaudio-utils libasound2-plugins libportaudio2 gcc libc6-dev systemd man-db chromium"
+pulseaudio-utils libasound2-plugins libportaudio2 gcc libc6-dev systemd man-db chromium mmdebstrap"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -39,11 +40,14 @@ if [ ! -d "$VENV/tflite-runtime/tflite_runtime" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps --target "$VENV/tflite-runtime" "tflite-runtime==2.14.0"
 fi
 
-# A real Home Assistant in its own venv for tests/test_home_assistant.py (marker homeassistant; a few
-# minutes the first time, a second after). Here it must be there: if it cannot be installed the rest
-# of the suite still runs and those tests fail, saying so (they skip only when run outside this script).
+# Two real Home Assistants for tests/test_home_assistant.py (marker homeassistant; a few minutes the
+# first time, a second after): 2024.1.6 in its own venv, and 2026.11.0 (Python 3.14) in a Debian
+# testing root made with mmdebstrap. Here they must be there: if one cannot be installed the rest of
+# the suite still runs and its tests fail, saying so (they skip only when run outside this script).
 export EDGE_AGENT_HA_VENV="${EDGE_AGENT_HA_VENV:-$PWD/.cache/ha-venv}" EDGE_AGENT_HA_REQUIRED=1
-bash tools/install_ha.sh || echo "tools/test.sh: Home Assistant could not be installed: the homeassistant tests will fail" >&2
+export EDGE_AGENT_HA2026_DIR="${EDGE_AGENT_HA2026_DIR:-$PWD/.cache/ha2026}"
+bash tools/install_ha.sh || echo "tools/test.sh: Home Assistant 2024.1.6 could not be installed: its homeassistant tests will fail" >&2
+bash tools/install_ha_2026.sh || echo "tools/test.sh: Home Assistant 2026.11.0 could not be installed: its homeassistant tests will fail" >&2
 
 "$VENV/bin/ruff" check edge_agent tests tools
 "$VENV/bin/mypy"

@@ -142,6 +142,11 @@ class MqttPublisher:
         """Send outside the spool (status, discovery, replies): only while connected."""
         return self._link.send_now(topic, data, qos, retain)
 
+    def hold(self, seconds: float, at_connect: bool = False) -> None:
+        """Keep spooled messages back for ``seconds``, from now or from the next connect on (see
+        :meth:`.sender.Sender.hold`); ``flush`` and ``stop`` wait it out."""
+        self._sender.hold(seconds, at_connect)
+
     def resend_newest(self, delay_s: float) -> None:
         """In ``delay_s``, send the newest live message of each topic again (see :class:`.sender.Sender`)."""
         self._sender.resend_newest(delay_s)

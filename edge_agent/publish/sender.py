@@ -55,6 +55,8 @@ class Sender:
         self._replay = Replay(REPLAY_BURST)
         self._online_due: float | None = None  # when "online" must go out at the latest; None: it went out
         self._resends: list[threading.Timer] = []  # resend_newest timers, waited for by settle()
+        self._hold_until = 0.0  # monotonic: nothing spooled is handed to paho before this (see hold)
+        self._hold_at_connect = 0.0  # seconds to hold from the next connect on (once)
         self.events: frozenset[str] = frozenset()  # topics of events: never repeated on purpose
         self.echo = EchoCheck(link.cfg.protocol)
         self.sent = 0
@@ -79,12 +81,16 @@ class Sender:
         while not self._stop.is_set():
             with self._wake:
                 backlog = self._replay.backlog_left
-                self._wake.wait(1.0 / REPLAY_RATE_PER_S if backlog and self._link.connected else 0.5)
+                wait = 1.0 / REPLAY_RATE_PER_S if backlog and self._link.connected else 0.5
+                held = self._hold_until - time.monotonic()
+                self._wake.wait(min(wait, held) if held > 0 else wait)
             if self.echo.overdue():
                 self._end_echo()
             due = self._online_due
-            if due is not None and time.monotonic() >= due:
+            if due is not None and time.monotonic() >= max(due, self._hold_until):
                 self._announce_online()
+            if time.monotonic() < self._hold_until:
+                continue
             while self._link.connected and not self._stop.is_set():
                 if not self._pump():
                     break
@@ -124,6 +130,19 @@ class Sender:
             self._replay.spend()
             progressed = True
         return progressed
+
+    def hold(self, seconds: float, at_connect: bool = False) -> None:
+        """Hand nothing spooled to paho for ``seconds`` (from now, or from the next connect on): a
+        hub that has just been sent a discovery config subscribes to the new entity's state topic a
+        moment later, and a message sent before that is lost to it. A state could be sent again
+        (:meth:`resend_newest`), an event (a voice command) cannot, so the messages wait instead;
+        they stay in the spool meanwhile and go out in order. ``at_connect``: applied when the next
+        connection is set up, before the connection's discovery goes out."""
+        if at_connect:
+            self._hold_at_connect = seconds
+            return
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+        self.wake()
 
     def resend_newest(self, delay_s: float) -> None:
         """In ``delay_s``, send the newest live message of each topic again (outside the spool): for
@@ -169,7 +188,7 @@ class Sender:
 
     def _send_one(self, message: Message, backlog: bool) -> bool:
         client = self._link.client
-        if client is None or not self._link.connected:
+        if client is None or not self._link.connected or time.monotonic() < self._hold_until:
             return False
         payload = message.payload
         if backlog:
@@ -244,6 +263,9 @@ class Sender:
             # hour-old backlog must still be the backlog (marked replayed, paced)
             self._replay.restart(self._spool.last_id_older_than(REPLAYED_AFTER_S))
             self.echo.restart()
+            if self._hold_at_connect > 0:  # before the connect hooks send the discovery
+                self._hold_until = time.monotonic() + self._hold_at_connect
+                self._hold_at_connect = 0.0
             # "online" follows the first live message of this connection (or ONLINE_WAIT_S): a hub
             # that marks the entity available on it then shows a fresh state, not the last run's
             self._online_due = time.monotonic() + ONLINE_WAIT_S
