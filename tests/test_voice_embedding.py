@@ -117,7 +117,7 @@ def test_a_changed_front_end_file_is_refused_with_one_line(tmp_path: Path) -> No
         FrontEnd.load(copy)
     assert "embedding_model.tflite" in str(e.value) and "\n" not in str(e.value)
     (copy / emb.MEL_FILE).unlink()
-    with pytest.raises(ModelError, match="melspectrogram.tflite not found"):
+    with pytest.raises(ModelError, match=r"melspectrogram\.tflite not found"):
         FrontEnd.load(copy)
 
 
