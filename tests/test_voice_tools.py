@@ -42,7 +42,7 @@ def test_a_training_voice_asked_for_hard_words_says_that_many_confusable_trained
     seen, made_up, _ = gen.vocabulary()
     assert set(gen.HARD_WORDS_RAW) <= {*seen, *made_up}
     monkeypatch.setattr(gen, "_NOISES", [gen.make_noise("pink", 2.0, np.random.default_rng(0))])
-    written = gen.voice_clips((tmp_path, "en+m1", "train", 0, 0, 4, 0))
+    written = [rel for rel, _settings in gen.voice_clips((tmp_path, "en+m1", "train", 0, 0, 4, 0))]
     words = [Path(w).parent.name for w in written]
     assert len(set(words)) == 4 and set(words) <= set(gen.HARD_WORDS_RAW)
     assert all((tmp_path / w).stat().st_size > 10_000 for w in written)

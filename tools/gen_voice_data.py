@@ -473,7 +473,7 @@ def _engine(name: str) -> Any:
     return _ENGINES[name]
 
 
-def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
+def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[tuple[str, str]]:
     """Every clip of one voice (a worker process's unit); its own seeded generator, so the output
     does not depend on how many workers ran. Held-out voices say no hard words, so their clips do
     not depend on ``--hard-per-voice``; a training voice says the same other words whatever it
@@ -485,7 +485,7 @@ def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
     seen, pseudo, _ = vocabulary()
     words = [w for w in COMMANDS for _ in range(per_word)] + [other_word(rng, seen, pseudo) for _ in range(others)]
     words += [str(w) for w in rng.choice(HARD_WORDS_RAW, size=hard, replace=False)] if hard else []
-    written = []
+    written: list[tuple[str, str]] = []  # (clip path, its synthesis settings as JSON)
     for n, word in enumerate(words):
         try:
             if engine_name == "espeak":
@@ -505,7 +505,7 @@ def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
         rel = f"{folder}/{speaker}_nohash_{n}.wav"
         (out / folder).mkdir(exist_ok=True)
         write_wav(out / rel, add_noise(placed, noises, rng), SAMPLE_RATE_HZ)
-        written.append(f"{rel}\t{json.dumps(settings, sort_keys=True)}")
+        written.append((rel, json.dumps(settings, sort_keys=True)))
     return written
 
 
@@ -669,12 +669,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _NOISES[:] = noises
     with multiprocessing.get_context("fork").Pool(max(1, a.jobs)) as pool:
         for (_, voice, split, *_rest), rows in zip(jobs, pool.imap(voice_clips, jobs), strict=True):
-            written = [row.split("\t", 1)[0] for row in rows]
+            written = [rel for rel, _ in rows]
             counts[split] = counts.get(split, 0) + len(written)
             lists[split] += written
             engine_name, engine_voice = split_voice(voice)
-            table += [f"{rel}\t{engine_name}\t{engine_voice}\t{split}\t{row.split(chr(9), 1)[1]}"
-                      for rel, row in zip(written, rows, strict=True)]
+            table += [f"{rel}\t{engine_name}\t{engine_voice}\t{split}\t{settings}" for rel, settings in rows]
             if voice.endswith(splits[split][-1]) or engine_name != "espeak":
                 print(f"{split}: {voice.split('+')[0]} done ({counts[split]} clips)", file=sys.stderr)
     for split, names in lists.items():
