@@ -547,7 +547,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loeo", type=Path, metavar="OUT", help="leave-one-engine-out for a speech-embedding head "
                    "(tools/voice_loeo.py): train one head per engine left out into OUT, measure each on its engine")
     p.add_argument("--loeo-epochs", type=int, default=30)
+    p.add_argument("--loeo-phrases", action="store_true", help="with --loeo OUT after a run: commands inside "
+                   "phrases, each fold's model on its left-out engine (written to OUT/phrases.json)")
     a = p.parse_args(argv)
+    if a.loeo is not None and a.loeo_phrases:
+        from tools import voice_loeo
+
+        engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+        figures = voice_loeo.phrases(a.loeo, engines, a.piper_python)
+        (a.loeo / "phrases.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+        return 0
     if a.loeo is not None:
         from tools import voice_loeo
 

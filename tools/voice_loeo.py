@@ -281,3 +281,43 @@ def card(result: dict[str, Any], command: str) -> str:
         lines.append(f"- {e}: " + ", ".join(f"{v} {100 * (r or 0):.0f} %" for v, r in pv.items()))
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
+
+
+def phrases(out: Path, engines: Sequence[str], piper_python: str | None = None, seed: int = 404) -> dict[str, Any]:
+    """Commands inside speech ("turn it on please"), each fold's model on its left-out engine's voices:
+    how often the phrase's command is announced, another command is, or nothing is (at the fold's
+    threshold from the other folds, as in the headline)."""
+    from tools import eval_voice, voice_engines
+
+    result = json.loads((out / "loeo.json").read_text())
+    figures: dict[str, Any] = {}
+    for engine_name in engines:
+        model = load_voice_model(out / f"loeo-{engine_name}.tflite", threads=1)
+        t = result["folds"][engine_name]["at_threshold_from_other_folds"]["threshold"]
+        settings = model.settings.with_threshold(t)
+        kwargs = {"piper_python": piper_python} if engine_name == "piper" and piper_python else {}
+        engine = voice_engines.get(engine_name, **kwargs)
+        rng = np.random.default_rng([seed, *engine_name.encode()])
+        voices = engine.voices("testing" if engine_name == "espeak" else "all")[:4]
+        parts: list[np.ndarray] = [np.zeros(emb.SAMPLE_RATE_HZ, np.float32)]
+        marks: list[tuple[str, float, float]] = []
+        pos = len(parts[0])
+        for text, _cmd in eval_voice.PHRASES:
+            for v in voices:
+                x = engine.synth(text, v, rng)
+                x = x / (np.abs(x).max() + 1e-9) * 0.5
+                gap = rng.normal(0, 3e-4, int(rng.uniform(2.0, 3.0) * emb.SAMPLE_RATE_HZ)).astype(np.float32)
+                marks.append((text, pos / emb.SAMPLE_RATE_HZ, (pos + len(x)) / emb.SAMPLE_RATE_HZ))
+                parts += [x.astype(np.float32), gap]
+                pos += len(x) + len(gap)
+        stream = Stream(f"phrases-{engine_name}", np.concatenate(parts), [])
+        times, scores, _ = posteriors(model, stream)
+        evs = events(model.labels, settings, times, scores)
+        command_of = dict(eval_voice.PHRASES)
+        counts = {"phrases": len(marks), "its_command": 0, "other_command": 0, "nothing": 0}
+        for text, start, end in marks:
+            got = [label for label, t_s in evs if start <= t_s <= end + MATCH_AFTER_S]
+            counts["its_command" if command_of[text] in got else "other_command" if got else "nothing"] += 1
+        figures[engine_name] = counts
+        print(f"phrases {engine_name}: {counts}", file=sys.stderr)
+    return figures
