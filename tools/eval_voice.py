@@ -565,7 +565,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools import voice_loeo
 
         engines = [e.strip() for e in a.engines.split(",") if e.strip()]
-        engines = engines if engines != ["espeak"] else list(voice_loeo.ENGINES)
         a.loeo.mkdir(parents=True, exist_ok=True)
         for engine in engines:
             if not (a.loeo / f"fold-{engine}.json").exists() and not a.loeo_combine:

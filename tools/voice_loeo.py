@@ -49,7 +49,7 @@ THRESHOLDS: Final = tuple(round(x, 3) for x in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0
                                                 0.995, 0.998, 0.999))
 FA_TARGET: Final = 2.0
 MAX_COMMANDS_PER_VOICE: Final = 60  # command clips per voice in the stream (12 of each command)
-MAX_ESPEAK_VOICES: Final = 12
+MAX_ESPEAK_VOICES: Final = 6
 LEAD_PROBABILITY: Final = 0.7
 RT60_S: Final = 0.6
 BABBLE_SNR_DB: Final = 10.0
@@ -205,7 +205,7 @@ def pick(sweeps: Sequence[dict[float, dict[str, Any]]]) -> float:
 
 
 CONDITION_SECONDS: Final = 240.0  # of the command stream heard again in a room and under babble
-OLD_RUNNING_SECONDS: Final = 900.0  # running speech the current (log-mel) model is measured on
+OLD_RUNNING_SECONDS: Final = 600.0  # running speech the current (log-mel) model is measured on
 
 
 def _save(path: Path, **arrays: Any) -> None:

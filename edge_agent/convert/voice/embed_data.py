@@ -62,8 +62,12 @@ class Examples:
         return Examples(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
 
     def save(self, path: Path) -> None:
+        """Written beside, then renamed: a reader never sees half a file."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        tmp = path.with_name(path.name + ".partial")
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, **{f_.name: getattr(self, f_.name) for f_ in dataclasses.fields(self)})
+        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Examples:
