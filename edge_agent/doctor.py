@@ -380,6 +380,20 @@ def check_live_page(cfg: config_mod.Config) -> Check:
                                   "link is in the agent's log)")
 
 
+def check_voice_frontend(cfg: config_mod.Config) -> Check:
+    """The speech-embedding front end's two TFLite files (models/speech_embedding/) against their
+    shipped sha256: a voice model whose manifest names that front end cannot run without them."""
+    from .voice import embedding
+
+    needed = TASKS[cfg.task].kind == "audio"
+    try:
+        found = embedding.check_files()
+    except EdgeAgentError as e:
+        return Check("voice front end", FAIL if needed else WARN, str(e))
+    return Check("voice front end", OK, f"{embedding.NAME}: " + ", ".join(
+        f"{name} sha256 {digest[:12]} matches" for name, digest in found.items()))
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 def run_checks(cfg: config_mod.Config) -> list[Check]:
@@ -387,6 +401,7 @@ def run_checks(cfg: config_mod.Config) -> list[Check]:
         check_python, check_interpreter, lambda: check_invoke(cfg), check_board, check_temperature, check_throttling,
         lambda: check_camera(cfg), lambda: check_audio(cfg), lambda: check_edgetpu(cfg),
         lambda: check_broker(cfg), lambda: check_spool(cfg), lambda: check_models(cfg), lambda: check_live_page(cfg),
+        lambda: check_voice_frontend(cfg),
     ]
     checks: list[Check] = []
     for step in steps:

@@ -31,6 +31,7 @@ from tests.voice_helpers import (
 from tools import eval_voice
 
 COMMAND_FIELDS = {"task", "command", "score", "ts", "audio_ts", "seq", "run", "latency_ms", "model", "device"}
+FILE_FIELDS = COMMAND_FIELDS | {"offset_s"}  # a file source also says where in the file
 
 
 def voice_args(broker: Broker, *extra: str) -> list[str]:
@@ -61,8 +62,10 @@ def test_on_off_yes_are_exactly_three_commands_in_order_on_mqtt_and_home_assista
     assert [p["seq"] for p in got] == [0, 1, 2]
     assert all(m.topic == "edge-agent/pi1/voice/command" for m in sub.messages if m.topic.endswith("command"))
     assert len(marks) == 4
-    for p in got:
-        assert set(p) == COMMAND_FIELDS, set(p) ^ COMMAND_FIELDS
+    said = [m for m in marks if m[0] != "tree"]
+    for p, (_word, start, end) in zip(got, said, strict=True):
+        assert set(p) == FILE_FIELDS, set(p) ^ FILE_FIELDS
+        assert start < p["offset_s"] <= end + 1.5  # the end of the deciding window, seconds into the file
         assert p["task"] == "voice" and p["device"] == "pi1" and p["model"]["name"] == "tone"
         assert 0.9 <= p["score"] <= 1.0 and p["latency_ms"] >= 0.0
         assert p["ts"].endswith("Z") and len(p["ts"]) == len("2026-01-01T00:00:00.000Z")

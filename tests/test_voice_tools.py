@@ -42,7 +42,7 @@ def test_a_training_voice_asked_for_hard_words_says_that_many_confusable_trained
     seen, made_up, _ = gen.vocabulary()
     assert set(gen.HARD_WORDS_RAW) <= {*seen, *made_up}
     monkeypatch.setattr(gen, "_NOISES", [gen.make_noise("pink", 2.0, np.random.default_rng(0))])
-    written = gen.voice_clips((tmp_path, "en+m1", "train", 0, 0, 4, 0))
+    written = [rel for rel, _settings in gen.voice_clips((tmp_path, "en+m1", "train", 0, 0, 4, 0))]
     words = [Path(w).parent.name for w in written]
     assert len(set(words)) == 4 and set(words) <= set(gen.HARD_WORDS_RAW)
     assert all((tmp_path / w).stat().st_size > 10_000 for w in written)
@@ -137,7 +137,8 @@ def test_background_is_mixed_at_the_snr_asked_for_and_speed_changes_length_and_p
 
 def test_reserved_engines_are_refused_and_each_clip_records_its_engine_and_voice(tmp_path: Path) -> None:
     """flite and festival are kept for independent evaluation: the data tools refuse them by name.
-    The generator writes clips.tsv: every clip's engine and voice."""
+    The generator writes clips.tsv: every clip's engine, voice and synthesis settings. RHVoice's slt
+    and alan voices are reserved too."""
     need_espeak()
     from tools import voice_engines
 
@@ -146,12 +147,17 @@ def test_reserved_engines_are_refused_and_each_clip_records_its_engine_and_voice
             voice_engines.get(name)
         with pytest.raises(SystemExit):
             gen.main([str(tmp_path / name), "--engines", f"espeak,{name}"])
+    assert set(voice_engines.RHVoice().voices("all")) == {"bdl", "clb"}
+    for voice in ("slt", "alan"):
+        with pytest.raises(ValueError, match="reserved"):
+            voice_engines.RHVoice().synth("yes", voice, np.random.default_rng(0))
     out = tmp_path / "d"
     assert gen.main([str(out), "--accents", "1", "--random-variants", "0", "--per-word", "1", "--others-per-voice",
                      "0", "--held-out-others", "0", "--noise-seconds", "2", "--jobs", "1"]) == 0
     rows = [line.split("\t") for line in (out / "clips.tsv").read_text().splitlines()]
-    assert rows[0] == ["path", "engine", "voice", "split"] and len(rows) > 1
-    for path, engine, voice, split in rows[1:]:
+    assert rows[0] == ["path", "engine", "voice", "split", "settings"] and len(rows) > 1
+    for path, engine, voice, split, settings in rows[1:]:
         assert (out / path).is_file() and engine == "espeak" and voice.startswith("en+")
         assert split in ("train", "validation", "testing")
+        assert set(json.loads(settings)) == {"speed_wpm", "pitch"}
     assert json.loads((out / "voices.json").read_text())["engines"] == ["espeak"]

@@ -2,6 +2,11 @@
 """Measure the voice model as the agent runs it: clips, streams, false accepts, latency, speed.
 
     python tools/eval_voice.py --model models/voice.tflite --data DATA [--tune] [--json OUT.json]
+    python tools/eval_voice.py --loeo OUT --data DATA [--engines espeak,mbrola,pico,rhvoice,piper] [--card CARD.md]
+
+``--loeo`` is the headline for speech-embedding models (tools/voice_loeo.py): each engine left out of
+training in turn, recall and false accepts per hour on that engine alone. What follows is the
+log-mel model's evaluation.
 
 DATA is the folder from ``tools/gen_voice_data.py`` (its ``testing_list.txt`` names the held-out
 voices' clips). Figures:
@@ -539,7 +544,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(\"turn it on please\")")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--card", type=Path, help="write the measured part of the model card (markdown) here")
+    p.add_argument("--loeo", type=Path, metavar="OUT", help="leave-one-engine-out for a speech-embedding head "
+                   "(tools/voice_loeo.py): train one head per engine left out into OUT, measure each on its engine")
+    p.add_argument("--loeo-epochs", type=int, default=30)
+    p.add_argument("--loeo-jobs", type=int, default=1, help="processes computing the features (once; cached)")
+    p.add_argument("--loeo-combine", action="store_true", help="with --loeo OUT: only combine the folds already "
+                   "measured there (folds may run as separate processes, one --engines each)")
+    p.add_argument("--loeo-phrases", action="store_true", help="with --loeo OUT after a run: commands inside "
+                   "phrases, each fold's model on its left-out engine (written to OUT/phrases.json)")
     a = p.parse_args(argv)
+    if a.loeo is not None and a.loeo_phrases:
+        from tools import voice_loeo
+
+        engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+        figures = voice_loeo.phrases(a.loeo, engines, a.piper_python)
+        (a.loeo / "phrases.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+        return 0
+    if a.loeo is not None:
+        from tools import voice_loeo
+
+        engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+        a.loeo.mkdir(parents=True, exist_ok=True)
+        for engine in engines:
+            if not (a.loeo / f"fold-{engine}.json").exists() and not a.loeo_combine:
+                voice_loeo.fold(a.data, a.loeo, engine, a.model if a.model.exists() else None, a.loeo_epochs,
+                                jobs=a.loeo_jobs)
+        result = voice_loeo.combine(a.loeo, engines)
+        text = json.dumps(result, indent=2)
+        (a.json or a.loeo / "loeo.json").write_text(text + "\n")
+        argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+        table = voice_loeo.card(result, f"python tools/eval_voice.py {argv_text}")
+        (a.card or a.loeo / "loeo.md").write_text(table)
+        print(table)
+        return 0
     cache = a.cache or a.data / "_eval"
     model = load_voice_model(a.model, threads=1)
     if a.tune:

