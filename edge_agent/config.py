@@ -119,6 +119,15 @@ class SensorConfig:
 
 
 @dataclasses.dataclass
+class VoiceConfig:
+    """Voice task: near-miss capture for the next enrollment (edge_agent/voice/capture.py)."""
+
+    capture: str | None = None  # folder kept for `edge-agent-convert enroll`; None = off
+    capture_max_files: int = 500
+    capture_max_mb: float = 50.0
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "waste"
     device_id: str = dataclasses.field(default_factory=lambda: _default_device_id())
@@ -133,6 +142,7 @@ class Config:
     homeassistant: HomeAssistantConfig = dataclasses.field(default_factory=HomeAssistantConfig)
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
     sensor: SensorConfig = dataclasses.field(default_factory=SensorConfig)
+    voice: VoiceConfig = dataclasses.field(default_factory=VoiceConfig)
     origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
 
     def where(self, field: str) -> str:
@@ -141,7 +151,7 @@ class Config:
 
 SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig,
                    "mqtt": MqttConfig, "spool": SpoolConfig, "homeassistant": HomeAssistantConfig,
-                   "control": ControlConfig, "sensor": SensorConfig}
+                   "control": ControlConfig, "sensor": SensorConfig, "voice": VoiceConfig}
 
 
 def _default_device_id() -> str:
@@ -338,6 +348,10 @@ def validate(config: Config) -> None:
     _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
            "--source, --picamera, --mic)", chosen)
     validate_sensor(config)
+    _check(1 <= config.voice.capture_max_files <= 1_000_000, config, "voice.capture_max_files", "from 1 to 1000000",
+           config.voice.capture_max_files)
+    _check(0.1 <= config.voice.capture_max_mb <= 1_000_000, config, "voice.capture_max_mb", "from 0.1 to 1000000",
+           config.voice.capture_max_mb)
 
 
 def validate_sensor(config: Config) -> None:

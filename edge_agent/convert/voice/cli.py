@@ -89,6 +89,10 @@ def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     p.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest and report beside)")
     p.add_argument("--mic", help="record --data first from this microphone, with prompts on the terminal")
     p.add_argument("--takes", type=int, default=5, help="--mic: recordings of each command")
+    p.add_argument("--commands", type=_commands, default=(), help="--mic: record only these commands (comma-"
+                   "separated; default: every command of the model)")
+    p.add_argument("--no-reversed", dest="reversed_negatives", action="store_false",
+                   help="speech embedding: do not use the takes played backwards as negatives")
     p.add_argument("--room-seconds", type=float, default=enroll.DEFAULT_ROOM_SECONDS,
                    help="--mic: seconds of room sound to record first")
     p.add_argument("--steps", type=int, default=enroll.DEFAULT_STEPS, help="speech embedding: training steps")
@@ -116,5 +120,6 @@ def cmd_enroll(a: argparse.Namespace, command: str) -> Result:
     o = enroll.Options(model=a.model, data=a.data, out=a.out, epochs=a.epochs, steps=a.steps, lr=a.lr,
                        train_layers=a.train_layers, copies=a.copies, max_fa_per_hour=a.max_fa_per_hour,
                        seed=a.seed, name=a.name, command=command, replay=a.replay, replay_clips=a.replay_clips,
-                       mic=a.mic, takes=a.takes, room_seconds=a.room_seconds)
+                       mic=a.mic, takes=a.takes, room_seconds=a.room_seconds,
+                       reversed_negatives=a.reversed_negatives, commands=a.commands)
     return enroll.enroll(o), enroll.format_text

@@ -90,6 +90,8 @@ class Options:
     mic: str | None = None  # record DATA first, with prompts on the terminal
     takes: int = 5
     room_seconds: float = DEFAULT_ROOM_SECONDS
+    reversed_negatives: bool = True  # each take played backwards as _unknown_ (the same voice, no word)
+    commands: tuple[str, ...] = ()  # --mic: record only these (default: every command of the model)
 
 
 def enroll(o: Options) -> dict[str, Any]:
@@ -100,6 +102,11 @@ def enroll(o: Options) -> dict[str, Any]:
         commands = tuple(x for x in labels if x not in NOT_COMMANDS)
         if not commands:
             raise ModelError(f"model {o.model}: no manifest with commands beside it")
+        if o.commands:
+            unknown = [c for c in o.commands if c not in commands]
+            if unknown:
+                raise ConfigError(f"--commands: {', '.join(unknown)} is not a command of {o.model}")
+            commands = o.commands
         record.record_folder(o.mic, o.data, commands, o.takes, o.room_seconds, say=_say)
     if is_embedding_model(o.model):
         return enroll_embedding(o)
@@ -201,11 +208,13 @@ def read_takes(root: Path, commands: Sequence[str]) -> Takes:
 def fit_last_layer(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, pull: float, steps: int,
                    lr: float = 0.01, progress: Any = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Class-balanced softmax regression on features ``f`` from (w0, b0), plus ``pull * |W' - W0'|^2``
-    (primes: on standardized features, where one learning rate fits every head). Full batch, Adam,
-    deterministic."""
+    (primes: on centred features at one overall scale, where one learning rate fits every head).
+    Full batch, Adam, deterministic."""
     classes = w0.shape[0]
     mu = f.mean(axis=0).astype(np.float64)
-    sd = np.maximum(f.std(axis=0), 1e-6).astype(np.float64)
+    # one scale for all features, not one per feature: a feature that hardly varies in a few takes
+    # (but does in other voices and words) must not get a large weight from them
+    sd = max(float(f.std()), 1e-6)
     fs = (f - mu) / sd
     w_init = w0.astype(np.float64) * sd
     b_init = b0.astype(np.float64) + w0.astype(np.float64) @ mu
@@ -256,9 +265,30 @@ def float_head(manifest: Manifest, layer: head.LastLayer) -> tuple[np.ndarray, n
     return w, b, "the int8 weights dequantized (the manifest carries no float head)"
 
 
-def enroll_block(w: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    return {"layer": "last", "weights": np.round(w.astype(np.float64), 6).tolist(),
-            "bias": np.round(b.astype(np.float64), 6).tolist()}
+def anchors(manifest: Manifest, labels: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The manifest's ``enroll.anchors`` ({label: [feature vectors]}): a few of the training data's
+    features before the last layer, per class, so a fit on one person's takes does not move the
+    boundaries of the commands they did not record."""
+    block = manifest.extra.get(ENROLL_KEY)
+    raw = block.get("anchors", {}) if isinstance(block, dict) else {}
+    fs, ys = [], []
+    for label, vectors in raw.items():
+        v = np.asarray(vectors, np.float32)
+        if label not in labels or v.ndim != 2 or v.shape[1] != dim:
+            raise ModelError(f"manifest: '{ENROLL_KEY}.anchors.{label}' does not fit the model ({list(v.shape)})")
+        fs.append(v)
+        ys += [list(labels).index(label)] * len(v)
+    if not fs:
+        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(fs), np.asarray(ys, np.int64)
+
+
+def enroll_block(w: np.ndarray, b: np.ndarray, anchors: dict[str, Any] | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"layer": "last", "weights": np.round(w.astype(np.float64), 6).tolist(),
+                             "bias": np.round(b.astype(np.float64), 6).tolist()}
+    if anchors:
+        block["anchors"] = anchors
+    return block
 
 
 def _say(line: str) -> None:
@@ -312,7 +342,7 @@ def enroll_embedding(o: Options) -> dict[str, Any]:
                 pos, rev = take_windows(front, take, room, spec, rng, gain)
                 xs.append(pos)
                 ys += [y] * len(pos)
-                if word in commands:
+                if word in commands and o.reversed_negatives:
                     xs.append(rev)
                     ys += [index[UNKNOWN]] * len(rev)
     _say("enroll: the room's sound")
@@ -324,6 +354,9 @@ def enroll_embedding(o: Options) -> dict[str, Any]:
     y_arr = np.asarray(ys, np.int64)
     _say(f"enroll: {len(y_arr)} windows through the head")
     features = layer.features(x)
+    anchor_f, anchor_y = anchors(base, labels, features.shape[1])
+    if len(anchor_y):  # the classes' own examples the model carries: what keeps other voices and words
+        features, y_arr = np.concatenate([features, anchor_f]), np.concatenate([y_arr, anchor_y])
     w, b, loss = fit_last_layer(features, y_arr, w0, b0, DEFAULT_PULL, o.steps, progress=_say)
     o.out.parent.mkdir(parents=True, exist_ok=True)
     head.patch(layer, w, b, o.out)
@@ -378,6 +411,11 @@ def _takes_heard(model: Any, settings: RecognizerSettings, tested: list[tuple[st
     return out
 
 
+def _base_anchors(base: Manifest) -> dict[str, Any] | None:
+    block = base.extra.get(ENROLL_KEY)
+    return block.get("anchors") if isinstance(block, dict) else None
+
+
 def _write_manifest(o: Options, base: Manifest, labels: Sequence[str], spec: emb.EmbeddingSpec,
                     settings: RecognizerSettings, w: np.ndarray, b: np.ndarray, report: dict[str, Any]) -> Path:
     provenance = {
@@ -391,7 +429,8 @@ def _write_manifest(o: Options, base: Manifest, labels: Sequence[str], spec: emb
     manifest = dataclasses.replace(
         base, name=o.name or o.out.stem, sha256=sha256_file(o.out), model_file=o.out.name, provenance=provenance,
         metrics={},
-        extra={**base.extra, "recognizer": settings.to_json(), ENROLL_KEY: enroll_block(w, b)})
+        extra={**base.extra, "recognizer": settings.to_json(),
+               ENROLL_KEY: enroll_block(w, b, _base_anchors(base))})
     del labels, spec
     path = manifest_path_for(o.out)
     write(manifest, path)
