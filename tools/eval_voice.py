@@ -547,13 +547,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loeo", type=Path, metavar="OUT", help="leave-one-engine-out for a speech-embedding head "
                    "(tools/voice_loeo.py): train one head per engine left out into OUT, measure each on its engine")
     p.add_argument("--loeo-epochs", type=int, default=30)
+    p.add_argument("--loeo-jobs", type=int, default=1, help="processes computing the features (once; cached)")
+    p.add_argument("--loeo-combine", action="store_true", help="with --loeo OUT: only combine the folds already "
+                   "measured there (folds may run as separate processes, one --engines each)")
+    p.add_argument("--loeo-phrases", action="store_true", help="with --loeo OUT after a run: commands inside "
+                   "phrases, each fold's model on its left-out engine (written to OUT/phrases.json)")
     a = p.parse_args(argv)
+    if a.loeo is not None and a.loeo_phrases:
+        from tools import voice_loeo
+
+        engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+        figures = voice_loeo.phrases(a.loeo, engines, a.piper_python)
+        (a.loeo / "phrases.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+        return 0
     if a.loeo is not None:
         from tools import voice_loeo
 
         engines = [e.strip() for e in a.engines.split(",") if e.strip()]
-        engines = engines if engines != ["espeak"] else list(voice_loeo.ENGINES)
-        result = voice_loeo.run(a.data, a.loeo, engines, a.model if a.model.exists() else None, a.loeo_epochs)
+        a.loeo.mkdir(parents=True, exist_ok=True)
+        for engine in engines:
+            if not (a.loeo / f"fold-{engine}.json").exists() and not a.loeo_combine:
+                voice_loeo.fold(a.data, a.loeo, engine, a.model if a.model.exists() else None, a.loeo_epochs,
+                                jobs=a.loeo_jobs)
+        result = voice_loeo.combine(a.loeo, engines)
         text = json.dumps(result, indent=2)
         (a.json or a.loeo / "loeo.json").write_text(text + "\n")
         argv_text = " ".join(sys.argv[1:] if argv is None else argv)

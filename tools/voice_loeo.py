@@ -49,18 +49,21 @@ THRESHOLDS: Final = tuple(round(x, 3) for x in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0
                                                 0.995, 0.998, 0.999))
 FA_TARGET: Final = 2.0
 MAX_COMMANDS_PER_VOICE: Final = 60  # command clips per voice in the stream (12 of each command)
-MAX_ESPEAK_VOICES: Final = 12
+MAX_ESPEAK_VOICES: Final = 6
 LEAD_PROBABILITY: Final = 0.7
 RT60_S: Final = 0.6
 BABBLE_SNR_DB: Final = 10.0
 MATCH_AFTER_S: Final = 1.5
 
 
+Mark = tuple[str, str, float, float, float]  # (command, voice, clip start, word end, clip end) in seconds
+
+
 @dataclasses.dataclass
 class Stream:
     name: str
     audio: np.ndarray
-    marks: list[tuple[str, str, float, float, float]]  # (command, voice, clip start, word end, clip end) in s
+    marks: list[Mark]
 
 
 def word_end(clip: np.ndarray) -> float:
@@ -201,61 +204,94 @@ def pick(sweeps: Sequence[dict[float, dict[str, Any]]]) -> float:
     return max(ok, key=lambda t: (np.mean([s[t]["recall"] or 0 for s in sweeps]), -t))
 
 
-def run(data: Path, out: Path, engines: Sequence[str], old_model: Path | None, epochs: int, seed: int = 0,
-        copies: int = 1) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
+CONDITION_SECONDS: Final = 240.0  # of the command stream heard again in a room and under babble
+OLD_RUNNING_SECONDS: Final = 600.0  # running speech the current (log-mel) model is measured on
+
+
+def _save(path: Path, **arrays: Any) -> None:
+    np.savez(path, **arrays)
+
+
+def fold(data: Path, out: Path, engine: str, old_model: Path | None, epochs: int, seed: int = 0,
+         copies: int = 1, jobs: int = 1) -> dict[str, Any]:
+    """One engine left out: train (or reuse) its head, measure it on that engine; the posteriors are
+    kept (``fold-E.npz``) so :func:`combine` can tune the threshold across folds."""
     spec = EmbeddingSpec()
     rows = embed_data.read_table(data)
-    embed_data.cached(data, spec, COMMANDS, copies, seed)  # features once for every fold
-    folds: dict[str, Any] = {}
-    stash: dict[str, Any] = {}
-    old = load_voice_model(old_model, threads=1) if old_model else None
+    path = out / f"loeo-{engine}.tflite"
+    o = embed_train.Options(data=data, out=path, hold_out_engines=(engine,), epochs=epochs, seed=seed,
+                            copies=copies, jobs=jobs,
+                            command=f"edge-agent-convert train-voice --frontend speech_embedding "
+                            f"--data DATA --hold-out-engines {engine} --epochs {epochs}")
+    embed_data.cached(data, spec, COMMANDS, copies, seed, jobs=jobs)
+    trained = embed_train.train(o) if not path.with_suffix(".report.json").exists() else json.loads(
+        path.with_suffix(".report.json").read_text())
+    model = load_voice_model(path, threads=1)
+    cmd = command_stream(data, rows, engine, seed)
+    fa = running_stream(data, engine)
+    fa_hours = len(fa.audio) / emb.SAMPLE_RATE_HZ / 3600
+    p_cmd = posteriors(model, cmd)
+    p_fa = posteriors(model, fa)
+    n_cond = int(CONDITION_SECONDS * emb.SAMPLE_RATE_HZ)
+    part = Stream(cmd.name, cmd.audio[:n_cond], [m for m in cmd.marks if m[4] + MATCH_AFTER_S < CONDITION_SECONDS])
+    conds = {k: posteriors(model, condition(part, k, data, seed)) for k in ("babble10db", "room0.6s")}
+    audio_s = (len(cmd.audio) + len(fa.audio)) / emb.SAMPLE_RATE_HZ
+    result: dict[str, Any] = {
+        "engine": engine,
+        "clips": {"float": trained["metrics"]["float"]["top1"], "int8": trained["metrics"]["int8"]["top1"],
+                  "n": trained["metrics"]["int8"]["n"],
+                  "per_command_int8": {w: trained["metrics"]["int8"]["per_class"][w]["recall"] for w in COMMANDS}},
+        "command_minutes": round(len(cmd.audio) / emb.SAMPLE_RATE_HZ / 60, 1),
+        "commands": len(cmd.marks), "condition_commands": len(part.marks),
+        "running_minutes": round(fa_hours * 60, 1),
+        "sweep": sweep(model.labels, model.settings, p_cmd[:2], cmd.marks, p_fa[:2], fa_hours),
+        "cpu_s_per_audio_s": round((p_cmd[2] + p_fa[2]) / audio_s, 4),
+        "marks": cmd.marks, "condition_marks": part.marks, "fa_hours": fa_hours,
+    }
+    if old_model is not None:
+        old = load_voice_model(old_model, threads=1)
+        n_old = int(OLD_RUNNING_SECONDS * emb.SAMPLE_RATE_HZ)
+        o_cmd, o_fa = posteriors(old, cmd), posteriors(old, Stream(fa.name, fa.audio[:n_old], []))
+        r = score(events(old.labels, old.settings, *o_cmd[:2]), cmd.marks)
+        old_hours = min(len(fa.audio), n_old) / emb.SAMPLE_RATE_HZ / 3600
+        result["current_model"] = {
+            "recall": r["recall"], "per_command": r["per_command"], "running_minutes": round(old_hours * 60, 1),
+            "fa_per_hour": round(len(events(old.labels, old.settings, *o_fa[:2])) / old_hours, 2)
+            if old_hours else None,
+            "settings": old.settings.to_json()}
+    _save(out / f"fold-{engine}.npz", cmd_t=p_cmd[0], cmd_s=p_cmd[1], fa_t=p_fa[0], fa_s=p_fa[1],
+          **{f"{k}_t": v[0] for k, v in conds.items()}, **{f"{k}_s": v[1] for k, v in conds.items()})
+    (out / f"fold-{engine}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"fold {engine}: clips int8 {result['clips']['int8']}, sweep "
+          f"{ {t: (v['recall'], v['fa_per_hour']) for t, v in result['sweep'].items()} }", file=sys.stderr)
+    return result
+
+
+def combine(out: Path, engines: Sequence[str]) -> dict[str, Any]:
+    """Each fold at the threshold picked on the other folds; the shipped threshold on all of them."""
+    folds = {e: json.loads((out / f"fold-{e}.json").read_text()) for e in engines}
     for engine in engines:
-        path = out / f"loeo-{engine}.tflite"
-        o = embed_train.Options(data=data, out=path, hold_out_engines=(engine,), epochs=epochs, seed=seed,
-                                copies=copies, command=f"train-voice --frontend speech_embedding --hold-out-engines "
-                                f"{engine}")
-        trained = embed_train.train(o) if not path.exists() else json.loads(
-            path.with_suffix(".report.json").read_text())
-        model = load_voice_model(path, threads=1)
-        cmd = command_stream(data, rows, engine, seed)
-        fa = running_stream(data, engine)
-        fa_hours = len(fa.audio) / emb.SAMPLE_RATE_HZ / 3600
-        p_cmd = posteriors(model, cmd)
-        p_fa = posteriors(model, fa)
-        conds = {k: posteriors(model, condition(cmd, k, data, seed)) for k in ("babble10db", "room0.6s")}
-        audio_s = (len(cmd.audio) + len(fa.audio)) / emb.SAMPLE_RATE_HZ
-        fold: dict[str, Any] = {
-            "clips": {"float": trained["metrics"]["float"]["top1"], "int8": trained["metrics"]["int8"]["top1"],
-                      "n": trained["metrics"]["int8"]["n"],
-                      "per_command_int8": {w: trained["metrics"]["int8"]["per_class"][w]["recall"] for w in COMMANDS}},
-            "command_minutes": round(len(cmd.audio) / emb.SAMPLE_RATE_HZ / 60, 1),
-            "running_minutes": round(fa_hours * 60, 1),
-            "sweep": sweep(model.labels, model.settings, p_cmd[:2], cmd.marks, p_fa[:2], fa_hours),
-            "cpu_s_per_audio_s": round((p_cmd[2] + p_fa[2]) / audio_s, 4),
-        }
-        stash[engine] = (model, cmd, p_cmd, p_fa, conds, fa_hours)
-        if old is not None:
-            o_cmd, o_fa = posteriors(old, cmd), posteriors(old, fa)
-            r = score(events(old.labels, old.settings, *o_cmd[:2]), cmd.marks)
-            fold["current_model"] = {"recall": r["recall"], "per_command": r["per_command"],
-                                     "fa_per_hour": round(len(events(old.labels, old.settings, *o_fa[:2]))
-                                                          / fa_hours, 2) if fa_hours else None,
-                                     "settings": old.settings.to_json()}
-        folds[engine] = fold
-        print(f"fold {engine}: clips int8 {fold['clips']['int8']}, sweep "
-              f"{ {t: (v['recall'], v['fa_per_hour']) for t, v in fold['sweep'].items()} }", file=sys.stderr)
-    for engine in engines:
-        others = [folds[e]["sweep"] for e in engines if e != engine]
-        t = pick(others) if others else pick([folds[engine]["sweep"]])
-        model, cmd, p_cmd, p_fa, conds, fa_hours = stash[engine]
+        f = folds[engine]
+        others = [folds[e]["sweep"] for e in engines if e != engine] or [f["sweep"]]
+        t = pick([{float(k): v for k, v in s.items()} for s in others])
+        model = load_voice_model(out / f"loeo-{engine}.tflite", threads=1)
         s = model.settings.with_threshold(t)
-        r = score(events(model.labels, s, *p_cmd[:2]), cmd.marks)
-        folds[engine]["at_threshold_from_other_folds"] = {
-            "threshold": t, **r, "fa_per_hour": round(len(events(model.labels, s, *p_fa[:2])) / fa_hours, 2)
-            if fa_hours else None,
-            **{f"recall_{k}": score(events(model.labels, s, *p[:2]), cmd.marks)["recall"] for k, p in conds.items()}}
-    shipped_t = pick([folds[e]["sweep"] for e in engines])
+        z = np.load(out / f"fold-{engine}.npz")
+        marks: list[Mark] = [(str(m[0]), str(m[1]), float(m[2]), float(m[3]), float(m[4])) for m in f["marks"]]
+        cmarks: list[Mark] = [(str(m[0]), str(m[1]), float(m[2]), float(m[3]), float(m[4]))
+                              for m in f["condition_marks"]]
+        r = score(events(model.labels, s, z["cmd_t"], z["cmd_s"]), marks)
+        n_fa = len(events(model.labels, s, z["fa_t"], z["fa_s"]))
+        f["at_threshold_from_other_folds"] = {
+            "threshold": t, **r, "false_accepts": n_fa,
+            "fa_per_hour": round(n_fa / f["fa_hours"], 2) if f["fa_hours"] else None,
+            **{f"recall_{k}": score(events(model.labels, s, z[f"{k}_t"], z[f"{k}_s"]), cmarks)["recall"]
+               for k in ("babble10db", "room0.6s")},
+            "recall_clean_same_part": score(events(model.labels, s, z["cmd_t"], z["cmd_s"]), cmarks)["recall"],
+        }
+        for key in ("marks", "condition_marks"):
+            f.pop(key, None)
+    shipped_t = pick([{float(k): v for k, v in folds[e]["sweep"].items()} for e in engines])
     return {"engines": list(engines), "folds": folds, "shipped_threshold": shipped_t,
             "settings": dataclasses.asdict(embed_train.SETTINGS) | {"threshold": shipped_t}}
 
@@ -272,7 +308,9 @@ def card(result: dict[str, Any], command: str) -> str:
         cur_text = f"{100 * (cur['recall'] or 0):.1f} %, {cur['fa_per_hour']}" if cur else "-"
         lines.append(f"| {e} (threshold {a['threshold']}) | {100 * (a['recall'] or 0):.1f} % | {a['fa_per_hour']} "
                      f"({f['running_minutes']}) | {pc} | {100 * (a['recall_babble10db'] or 0):.1f} % | "
-                     f"{100 * (a['recall_room0.6s'] or 0):.1f} % | {a['latency_p90_ms']} ms | "
+                     f"{100 * (a['recall_room0.6s'] or 0):.1f} % "
+                     f"(clean {100 * (a['recall_clean_same_part'] or 0):.1f} %) | "
+                     f"{a['latency_p90_ms']} ms | "
                      f"{100 * (f['clips']['int8'] or 0):.1f} % ({100 * (f['clips']['float'] or 0):.1f} %) | "
                      f"{cur_text} |")
     lines += ["", "Per-voice recall (left-out engine, its threshold):", ""]
@@ -281,3 +319,43 @@ def card(result: dict[str, Any], command: str) -> str:
         lines.append(f"- {e}: " + ", ".join(f"{v} {100 * (r or 0):.0f} %" for v, r in pv.items()))
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
+
+
+def phrases(out: Path, engines: Sequence[str], piper_python: str | None = None, seed: int = 404) -> dict[str, Any]:
+    """Commands inside speech ("turn it on please"), each fold's model on its left-out engine's voices:
+    how often the phrase's command is announced, another command is, or nothing is (at the fold's
+    threshold from the other folds, as in the headline)."""
+    from tools import eval_voice, voice_engines
+
+    result = json.loads((out / "loeo.json").read_text())
+    figures: dict[str, Any] = {}
+    for engine_name in engines:
+        model = load_voice_model(out / f"loeo-{engine_name}.tflite", threads=1)
+        t = result["folds"][engine_name]["at_threshold_from_other_folds"]["threshold"]
+        settings = model.settings.with_threshold(t)
+        kwargs = {"piper_python": piper_python} if engine_name == "piper" and piper_python else {}
+        engine = voice_engines.get(engine_name, **kwargs)
+        rng = np.random.default_rng([seed, *engine_name.encode()])
+        voices = engine.voices("testing" if engine_name == "espeak" else "all")[:4]
+        parts: list[np.ndarray] = [np.zeros(emb.SAMPLE_RATE_HZ, np.float32)]
+        marks: list[tuple[str, float, float]] = []
+        pos = len(parts[0])
+        for text, _cmd in eval_voice.PHRASES:
+            for v in voices:
+                x = engine.synth(text, v, rng)
+                x = x / (np.abs(x).max() + 1e-9) * 0.5
+                gap = rng.normal(0, 3e-4, int(rng.uniform(2.0, 3.0) * emb.SAMPLE_RATE_HZ)).astype(np.float32)
+                marks.append((text, pos / emb.SAMPLE_RATE_HZ, (pos + len(x)) / emb.SAMPLE_RATE_HZ))
+                parts += [x.astype(np.float32), gap]
+                pos += len(x) + len(gap)
+        stream = Stream(f"phrases-{engine_name}", np.concatenate(parts), [])
+        times, scores, _ = posteriors(model, stream)
+        evs = events(model.labels, settings, times, scores)
+        command_of = dict(eval_voice.PHRASES)
+        counts = {"phrases": len(marks), "its_command": 0, "other_command": 0, "nothing": 0}
+        for text, start, end in marks:
+            got = [label for label, t_s in evs if start <= t_s <= end + MATCH_AFTER_S]
+            counts["its_command" if command_of[text] in got else "other_command" if got else "nothing"] += 1
+        figures[engine_name] = counts
+        print(f"phrases {engine_name}: {counts}", file=sys.stderr)
+    return figures

@@ -47,6 +47,8 @@ def add_train_voice(sub: Any, common: Callable[[argparse.ArgumentParser], None])
     p.add_argument("--hold-out-engines", default="", help="speech_embedding: comma-separated engines left out of "
                    "training; their clips are the test set (leave-one-engine-out)")
     p.add_argument("--copies", type=int, default=1, help="speech_embedding: augmented copies of each clip")
+    p.add_argument("--jobs", type=int, default=1, help="speech_embedding: processes computing the features (cached "
+                   "in DATA/_features, keyed by this too)")
     p.add_argument("--threshold", type=float, help="speech_embedding: the recognizer threshold to write "
                    "(default: tools/eval_voice.py tunes it)")
     common(p)
@@ -65,7 +67,8 @@ def cmd_train_voice(a: argparse.Namespace, command: str) -> Result:
             epochs=a.epochs if a.epochs != train.DEFAULT_EPOCHS else embed_train.DEFAULT_EPOCHS,
             width=a.width if a.width != 64 else embed_train.DEFAULT_WIDTH, copies=a.copies, seed=a.seed,
             unknown_weight=a.unknown_weight if a.unknown_weight != train.UNKNOWN_WEIGHT_SHARE
-            else embed_train.UNKNOWN_SHARE, name=a.name, command=command, threshold=a.threshold)
+            else embed_train.UNKNOWN_SHARE, name=a.name, command=command, threshold=a.threshold,
+            jobs=a.jobs)
         return embed_train.train(eo), embed_train.format_text
     o = train.Options(data=a.data, out=a.out, commands=a.commands, epochs=a.epochs, batch=a.batch, lr=a.lr,
                       width=a.width, blocks=a.blocks, seed=a.seed, unknown_weight=a.unknown_weight, name=a.name,

@@ -62,8 +62,12 @@ class Examples:
         return Examples(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
 
     def save(self, path: Path) -> None:
+        """Written beside, then renamed: a reader never sees half a file."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        tmp = path.with_name(path.name + ".partial")
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, **{f_.name: getattr(self, f_.name) for f_ in dataclasses.fields(self)})
+        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Examples:
@@ -121,13 +125,16 @@ def load_noises(data: Path) -> list[np.ndarray]:
 
 
 def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, copies: int = 1, seed: int = 0,
-          front: FrontEnd | None = None, limit: int | None = None) -> Examples:
-    """Every clip (and ``copies`` augmented copies), the running speech and silence, as features."""
+          front: FrontEnd | None = None, limit: int | None = None, part: tuple[int, int] = (0, 1)) -> Examples:
+    """Every clip (and ``copies`` augmented copies), the running speech and silence, as features.
+    ``part`` (i, n): only every n-th clip and running-speech file from the i-th (silence in part 0),
+    so :func:`build_parallel` can spread the work; each part draws from its own seeded generator."""
     front = front or FrontEnd.load()
     labels = labels_for(commands)
-    rng = np.random.default_rng(seed)
+    i_part, n_parts = part
+    rng = np.random.default_rng([seed, i_part])
     noises = load_noises(data)
-    rows = read_table(data)[:limit]
+    rows = read_table(data)[:limit][i_part::n_parts]
     xs: list[np.ndarray] = []
     meta: list[tuple[int, str, str, bool, str, str]] = []
     for i, row in enumerate(rows):
@@ -143,7 +150,7 @@ def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, c
             meta.append((label, row["engine"], row["voice"], bool(copy), "clip", row.get("split", "")))
         if i % 500 == 0:
             logger.info("features: %d of %d clips", i, len(rows))
-    for path in sorted((data / RUNNING_DIR / "train").glob("*.wav")):
+    for path in sorted((data / RUNNING_DIR / "train").glob("*.wav"))[i_part::n_parts]:
         engine_name, _, voice = path.stem.partition("-")
         x, _ = read_wav(path)
         for noisy in (False, True):
@@ -156,7 +163,7 @@ def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, c
             xs += list(wins)
             meta += [(labels.index(UNKNOWN), engine_name, voice, noisy, "running", "")] * len(wins)
         logger.info("features: running speech %s (%d s)", path.stem, len(x) // emb.SAMPLE_RATE_HZ)
-    for k, noise in enumerate(noises):
+    for k, noise in enumerate(noises if i_part == 0 else []):
         for _ in range(SILENCE_PER_NOISE):
             n = window_samples(spec)
             start = int(rng.integers(0, len(noise) - n))
@@ -169,15 +176,34 @@ def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, c
                     np.array(cols[2], str), np.array(cols[3], bool), np.array(cols[4], str), np.array(cols[5], str))
 
 
+def _build_part(args: tuple[Path, EmbeddingSpec, tuple[str, ...], int, int, int, int]) -> Examples:
+    data, spec, commands, copies, seed, i, n = args
+    return build(data, spec, commands, copies, seed, part=(i, n))
+
+
+def build_parallel(data: Path, spec: EmbeddingSpec, commands: Sequence[str], copies: int, seed: int,
+                   jobs: int) -> Examples:
+    """:func:`build` in ``jobs`` worker processes, the parts joined in order (the result depends on
+    ``jobs``: each part has its own generator; the cache key records it)."""
+    import multiprocessing
+
+    if jobs <= 1:
+        return build(data, spec, commands, copies, seed)
+    work = [(data, spec, tuple(commands), copies, seed, i, jobs) for i in range(jobs)]
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        parts = pool.map(_build_part, work)
+    return Examples(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Examples)))
+
+
 def cached(data: Path, spec: EmbeddingSpec, commands: Sequence[str], copies: int, seed: int,
-           cache: Path | None = None) -> Examples:
+           cache: Path | None = None, jobs: int = 1) -> Examples:
     """:func:`build`, kept in ``cache`` (default DATA/_features/...) keyed by its parameters."""
-    key = f"emb{spec.embeddings}_c{copies}_s{seed}_{'-'.join(commands)}"
+    key = f"emb{spec.embeddings}_c{copies}_s{seed}_j{jobs}_{'-'.join(commands)}"
     path = cache or data / "_features" / f"{key}.npz"
     if path.exists():
         logger.info("features from %s", path)
         return Examples.load(path)
-    ex = build(data, spec, commands, copies, seed)
+    ex = build_parallel(data, spec, commands, copies, seed, jobs)
     ex.save(path)
     (path.with_suffix(".json")).write_text(json.dumps({"data": str(data), "key": key, "n": len(ex.y)}) + "\n")
     return ex

@@ -68,6 +68,7 @@ class Options:
     name: str | None = None
     command: str = ""
     threshold: float | None = None
+    jobs: int = 1  # processes computing the features (once per data folder; cached)
 
 
 def build_head(keras: Any, shape: tuple[int, int], classes: int, width: int) -> Any:
@@ -139,7 +140,7 @@ def train(o: Options) -> dict[str, Any]:
     spec = EmbeddingSpec(embeddings=o.embeddings)
     labels = embed_data.labels_for(o.commands)
     t0 = time.monotonic()
-    ex = embed_data.cached(o.data, spec, o.commands, o.copies, o.seed)
+    ex = embed_data.cached(o.data, spec, o.commands, o.copies, o.seed, jobs=o.jobs)
     held = np.isin(ex.engine, list(o.hold_out_engines))
     unknown = set(o.hold_out_engines) - set(ex.engine.tolist())
     if unknown:
