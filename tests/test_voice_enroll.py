@@ -13,8 +13,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +30,9 @@ from edge_agent.sources.wav import write_wav
 from edge_agent.voice import embedding as emb
 from edge_agent.voice.embedding import EmbeddingSpec, FrontEnd
 from edge_agent.voice.recognizer import RecognizerSettings
-from tests.helpers import REPO, run_agent
-from tests.voice_helpers import tone_word
+from tests.helpers import REPO, Broker, Subscriber, run_agent
+from tests.test_voice_mic import voice_agent_on, wait_for_line
+from tests.voice_helpers import SINK_RATE_HZ, pulse_server, tone_word
 
 LABELS = ("yes", "no", "on", "off", "stop", "_silence_", "_unknown_")
 WORDS = {"yes": "yes"}  # label → tone word the head knows well
@@ -249,3 +254,61 @@ def test_wrong_is_a_voice_remote_control_command() -> None:
         parse_command(b'{"wrong": 7}', "waste")
     with pytest.raises(ControlError, match="'wrong' must be the seq"):
         parse_command(b'{"wrong": -1}', "voice")
+
+
+def tones_at(rate: int, words: list[str], lead_s: float, gap_s: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    parts = [QUIET * rng.standard_normal(int(lead_s * rate))]
+    for w in words:
+        parts += [tone_word(w, rate) + QUIET * rng.standard_normal(len(tone_word(w, rate))),
+                  QUIET * rng.standard_normal(int(gap_s * rate))]
+    return np.concatenate(parts).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_enroll_from_the_microphone_then_the_agent_hears_the_enrolled_word(
+        tmp_path: Path, head: Path, broker: Broker) -> None:
+    """Through the PulseAudio null sink: enroll --mic records the room and three takes of "off"
+    (played into the sink when it prompts), enrolls, and the agent on the same microphone with the
+    enrolled model announces "off" and still "yes"."""
+    with pulse_server(tmp_path / "pa") as pulse:
+        takes = tmp_path / "takes.wav"
+        write_wav(takes, tones_at(SINK_RATE_HZ, [HALF_KNOWN] * 3, lead_s=13.0, gap_s=2.0, seed=7), SINK_RATE_HZ)
+        out = tmp_path / "mine.tflite"
+        env = {**os.environ, **pulse.env, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.convert", "enroll", "--model", str(head), "--mic", "pulse",
+             "--data", str(tmp_path / "me"), "--out", str(out), "--commands", "off", "--takes", "3",
+             "--room-seconds", "10", "--no-reversed"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        lines: queue.Queue[str] = queue.Queue()
+        assert proc.stderr is not None
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+        seen: list[str] = []
+        try:
+            assert wait_for_line(lines, "of your room", 60, seen), "".join(seen)
+            played = pulse.play(takes)
+            assert played.returncode == 0, played.stderr
+            stdout, _ = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        while not lines.empty():
+            seen.append(lines.get())
+        assert proc.returncode == 0, "".join(seen[-30:])
+        assert sum('say "off"' in x for x in seen) == 3 and len(list((tmp_path / "me" / "off").glob("*.wav"))) == 3
+        assert "off: 3 of 3 of your takes heard" in stdout, stdout + "".join(seen[-20:])
+
+        # 3 s of the room first: the sink's monitor is digital silence until something plays, a room never is
+        words = tmp_path / "words.wav"
+        write_wav(words, tones_at(SINK_RATE_HZ, [HALF_KNOWN, "yes"], lead_s=3.0, gap_s=2.6, seed=8), SINK_RATE_HZ)
+        sub = Subscriber(broker, "edge-agent/#")
+        agent_seen: list[str] = []
+        with voice_agent_on(pulse, broker, "pulse", agent_seen, out) as (agent, _):
+            time.sleep(1.2)
+            assert pulse.play(words).returncode == 0
+            got = sub.wait_for("/voice/command", 2, timeout=10)
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(15) == 0
+        sub.close()
+        assert [p["command"] for p in got] == ["off", "yes"], "".join(agent_seen[-20:])

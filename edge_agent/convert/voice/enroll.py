@@ -411,6 +411,23 @@ def _takes_heard(model: Any, settings: RecognizerSettings, tested: list[tuple[st
     return out
 
 
+ANCHORS_PER_CLASS: Final = 24
+
+
+def add_enroll_block(model: Path, labels: Sequence[str], w: np.ndarray, b: np.ndarray, windows: np.ndarray,
+                     y: np.ndarray, seed: int = 0, per_class: int = ANCHORS_PER_CLASS) -> None:
+    """What ``train-voice`` writes into a head's manifest so enrollment never needs the training
+    data: the float last layer (``w``: classes x features) and, per class, ``per_class`` training
+    windows' features as the int8 model computes them (the anchors)."""
+    layer = head.read_last_layer(model)
+    rng = np.random.default_rng(seed)
+    picked = {c: rng.permutation(np.flatnonzero(y == i))[:per_class] for i, c in enumerate(labels)}
+    anchors = {c: np.round(layer.features(windows[idx]), 4).tolist() for c, idx in picked.items() if len(idx)}
+    mpath = manifest_path_for(model)
+    m = load_manifest(mpath)
+    write(dataclasses.replace(m, extra={**m.extra, ENROLL_KEY: enroll_block(w, b, anchors)}), mpath)
+
+
 def _base_anchors(base: Manifest) -> dict[str, Any] | None:
     block = base.extra.get(ENROLL_KEY)
     return block.get("anchors") if isinstance(block, dict) else None
