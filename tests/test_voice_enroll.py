@@ -312,3 +312,23 @@ def test_enroll_from_the_microphone_then_the_agent_hears_the_enrolled_word(
             assert agent.wait(15) == 0
         sub.close()
         assert [p["command"] for p in got] == ["off", "yes"], "".join(agent_seen[-20:])
+
+
+def test_train_voice_writes_what_enrollment_needs_into_the_manifest(tmp_path: Path, head: Path) -> None:
+    """The float last layer and a few anchors per class, so a user enrolls without the training data."""
+    import shutil
+
+    from edge_agent.convert.voice.enroll import add_enroll_block
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(head, model)
+    shutil.copy(manifest_mod.manifest_path_for(head), manifest_mod.manifest_path_for(model))
+    front = FrontEnd.load()
+    windows = np.stack([emb.embeddings(front, window_with(w, s)) for w in ("yes", None) for s in range(3)])
+    y = np.array([0, 0, 0, 5, 5, 5])
+    w = np.arange(len(LABELS) * 960, dtype=np.float32).reshape(len(LABELS), 960) / 1e4
+    add_enroll_block(model, LABELS, w, np.ones(len(LABELS), np.float32), windows, y, per_class=2)
+    block = json.loads(manifest_mod.manifest_path_for(model).read_text())["enroll"]
+    assert np.allclose(block["weights"], w, atol=1e-6) and block["bias"] == [1.0] * len(LABELS)
+    assert sorted(block["anchors"]) == ["_silence_", "yes"]
+    assert all(len(v) == 2 and len(v[0]) == 960 for v in block["anchors"].values())
