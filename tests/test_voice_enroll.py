@@ -30,7 +30,7 @@ from edge_agent.sources.wav import write_wav
 from edge_agent.voice import embedding as emb
 from edge_agent.voice.embedding import EmbeddingSpec, FrontEnd
 from edge_agent.voice.recognizer import RecognizerSettings
-from tests.helpers import REPO, Broker, Subscriber, run_agent
+from tests.helpers import REPO, Broker, Subscriber, eventually, run_agent, running, start_agent
 from tests.test_voice_mic import voice_agent_on, wait_for_line
 from tests.voice_helpers import SINK_RATE_HZ, pulse_server, tone_word
 
@@ -332,3 +332,33 @@ def test_train_voice_writes_what_enrollment_needs_into_the_manifest(tmp_path: Pa
     assert np.allclose(block["weights"], w, atol=1e-6) and block["bias"] == [1.0] * len(LABELS)
     assert sorted(block["anchors"]) == ["_silence_", "yes"]
     assert all(len(v) == 2 and len(v[0]) == 960 for v in block["anchors"].values())
+
+
+@pytest.mark.slow
+def test_a_command_marked_wrong_is_kept_and_counted_in_the_metrics(tmp_path: Path, head: Path,
+                                                                    broker: Broker) -> None:
+    wav = tmp_path / "said.wav"
+    stream(wav, ["yes"], lead_s=1.0, gap_s=9.0)
+    captured = tmp_path / "captured"
+    sub = Subscriber(broker, "edge-agent/#")
+    proc = start_agent(["--task", "voice", "--model", str(head), "--source", str(wav), "--realtime", "--mqtt-host",
+                        broker.host, "--mqtt-port", str(broker.port), "--device-id", "pi1", "--remote-control",
+                        "--metrics-interval", "1", "--capture", str(captured)])
+    with running(proc):
+        got = sub.wait_for("/voice/command", 1, timeout=30)
+        assert [p["command"] for p in got] == ["yes"]
+        sub.client.publish("edge-agent/pi1/voice/set", json.dumps({"wrong": got[0]["seq"]}), qos=1)
+        eventually(lambda: any(m.get("voice", {}).get("marked_wrong") == 1 for m in sub.payloads("/pi1/metrics")),
+                   20, "a metrics message counting the command marked wrong")
+        assert proc.wait(60) == 0
+    metrics = [m for m in sub.payloads("/pi1/metrics") if m.get("voice", {}).get("marked_wrong") == 1]
+    sub.close()
+    assert metrics[-1]["voice"]["threshold"] == THRESHOLD and metrics[-1]["voice"]["false_accepts_per_hour"] > 0
+    assert metrics[-1]["voice"]["capture"]["wrong"] == 1
+    assert json.loads(sub.texts("edge-agent/pi1/voice/set/result")[-1])["ok"] is True
+    kept = list((captured / "not_yes").glob("wrong_*.wav"))
+    assert len(kept) == 1
+    with (captured / "captures.csv").open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "wrong"]
+    assert [(r["label"], r["seq"], r["file"]) for r in rows] == [("yes", str(got[0]["seq"]),
+                                                                  f"not_yes/{kept[0].name}")]
