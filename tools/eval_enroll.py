@@ -92,8 +92,16 @@ def run_enroll(a: argparse.Namespace) -> dict[str, object]:
         test += [(word, mine[i]) for i in order[a.takes:]]
     room = np.concatenate([read_wav(a.data / "_background_noise_" / f"{k}.wav")[0] for k in a.room_noise])
     room = (room / max(float(np.abs(room).max()), 1e-6) * 0.05).astype(np.float32)
+    if a.room_speech:  # people talking in the room: this voice's other running speech, noise under it
+        talk = np.concatenate([read_wav(p)[0] for p in a.room_speech])[: 120 * emb.SAMPLE_RATE_HZ]
+        bed = np.resize(room, len(talk))
+        bed *= 0.3 * np.sqrt(np.mean(talk ** 2) / max(float(np.mean(bed ** 2)), 1e-12))
+        room_for_enroll = (talk + bed).astype(np.float32)
+    else:
+        room_for_enroll = room
     (folder / "_background_noise_").mkdir()
-    write_wav(folder / "_background_noise_" / "room.wav", room[: 120 * emb.SAMPLE_RATE_HZ], emb.SAMPLE_RATE_HZ)
+    write_wav(folder / "_background_noise_" / "room.wav", room_for_enroll[: 120 * emb.SAMPLE_RATE_HZ],
+              emb.SAMPLE_RATE_HZ)
     out = a.out / "enrolled.tflite"
     t0 = time.monotonic()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -104,6 +112,7 @@ def run_enroll(a: argparse.Namespace) -> dict[str, object]:
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     result: dict[str, object] = {"engine": a.engine, "voice": a.voice, "takes_per_command": a.takes,
+                                 "room": {"noise": a.room_noise, "speech": [str(p) for p in a.room_speech]},
                                  "enroll_seconds_one_core": round(seconds, 1), "enroll_says": done.stdout.strip()}
     for name, model in (("before", a.model), ("after", out)):
         fa, hours = false_accepts(model, a.running)
@@ -150,6 +159,8 @@ def main() -> int:
     e.add_argument("--takes", type=int, default=5)
     e.add_argument("--running", type=Path, nargs="+", required=True)
     e.add_argument("--room-noise", nargs="+", default=["babble", "tv", "kitchen"])
+    e.add_argument("--room-speech", type=Path, nargs="*", default=[],
+                   help="running speech of the voice (not the measured one) as the people talking in the room")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("calibrate")
