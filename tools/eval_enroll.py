@@ -106,8 +106,8 @@ def run_enroll(a: argparse.Namespace) -> dict[str, object]:
     t0 = time.monotonic()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "edge_agent.convert", "enroll", "--model",
-                           str(a.model), "--data", str(folder), "--out", str(out)], env=env, capture_output=True,
-                          text=True)
+                           str(a.model), "--data", str(folder), "--out", str(out), *a.enroll_args], env=env,
+                          capture_output=True, text=True)
     seconds = time.monotonic() - t0
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
@@ -162,6 +162,7 @@ def main() -> int:
     e.add_argument("--room-speech", type=Path, nargs="*", default=[],
                    help="running speech of the voice (not the measured one) as the people talking in the room")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--enroll-args", nargs="*", default=[], help="passed to enroll (--enroll-args=--pull=0.01)")
     e.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("calibrate")
     c.add_argument("--model", type=Path, required=True)

@@ -94,6 +94,8 @@ def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     p.add_argument("--takes", type=int, default=5, help="--mic: recordings of each command")
     p.add_argument("--commands", type=_commands, default=(), help="--mic: record only these commands (comma-"
                    "separated; default: every command of the model)")
+    p.add_argument("--pull", type=float, default=enroll.DEFAULT_PULL, help="speech embedding: how strongly the "
+                   "head is held to the shipped one (higher: less change, other voices kept)")
     p.add_argument("--no-reversed", dest="reversed_negatives", action="store_false",
                    help="speech embedding: do not use the takes played backwards as negatives")
     p.add_argument("--room-seconds", type=float, default=enroll.DEFAULT_ROOM_SECONDS,
@@ -124,5 +126,5 @@ def cmd_enroll(a: argparse.Namespace, command: str) -> Result:
                        train_layers=a.train_layers, copies=a.copies, max_fa_per_hour=a.max_fa_per_hour,
                        seed=a.seed, name=a.name, command=command, replay=a.replay, replay_clips=a.replay_clips,
                        mic=a.mic, takes=a.takes, room_seconds=a.room_seconds,
-                       reversed_negatives=a.reversed_negatives, commands=a.commands)
+                       reversed_negatives=a.reversed_negatives, commands=a.commands, pull=a.pull)
     return enroll.enroll(o), enroll.format_text

@@ -92,6 +92,7 @@ class Options:
     room_seconds: float = DEFAULT_ROOM_SECONDS
     reversed_negatives: bool = True  # each take played backwards as _unknown_ (the same voice, no word)
     commands: tuple[str, ...] = ()  # --mic: record only these (default: every command of the model)
+    pull: float = DEFAULT_PULL
 
 
 def enroll(o: Options) -> dict[str, Any]:
@@ -357,7 +358,7 @@ def enroll_embedding(o: Options) -> dict[str, Any]:
     anchor_f, anchor_y = anchors(base, labels, features.shape[1])
     if len(anchor_y):  # the classes' own examples the model carries: what keeps other voices and words
         features, y_arr = np.concatenate([features, anchor_f]), np.concatenate([y_arr, anchor_y])
-    w, b, loss = fit_last_layer(features, y_arr, w0, b0, DEFAULT_PULL, o.steps, progress=_say)
+    w, b, loss = fit_last_layer(features, y_arr, w0, b0, o.pull, o.steps, progress=_say)
     o.out.parent.mkdir(parents=True, exist_ok=True)
     head.patch(layer, w, b, o.out)
     fit_s = time.monotonic() - t0
@@ -439,7 +440,8 @@ def _write_manifest(o: Options, base: Manifest, labels: Sequence[str], spec: emb
         "tool": "edge-agent-convert enroll", "tool_version": __version__, "command": o.command,
         "dataset": str(o.data), "base_model": str(o.model), "base_sha256": base.sha256, "frontend": emb.NAME,
         "method": "last layer re-fitted on LiteRT features (numpy), int8 at the layer's own scales",
-        "steps": o.steps, "copies": DEFAULT_COPIES if o.copies is None else o.copies, "seed": o.seed, **report,
+        "steps": o.steps, "pull": o.pull, "copies": DEFAULT_COPIES if o.copies is None else o.copies,
+        "seed": o.seed, **report,
         "base_provenance": {k: base.provenance.get(k) for k in ("tool", "engines", "held_out_engines")
                             if k in base.provenance},
     }
