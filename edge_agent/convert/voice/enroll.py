@@ -60,6 +60,7 @@ DEFAULT_PULL: Final = 1e-3  # weight of |W - W_shipped|^2: how far enrollment ma
 ENROLL_KEY: Final = "enroll"  # the manifest's block with the float last layer
 POSITIVE_HOPS: Final = 4  # windows per take, ending 0..3 hops after the word's end
 MAX_ROOM_WINDOWS: Final = 3000
+UNKNOWN_SHARE: Final = 3.0  # _unknown_'s loss weight in commands' worth (train-voice's default)
 BIAS_LR: Final = 0.5  # logits per step at most: a class the head never announced can come alive
 
 
@@ -207,8 +208,10 @@ def read_takes(root: Path, commands: Sequence[str]) -> Takes:
 
 # -- the fit --------------------------------------------------------------------------------------
 def fit_last_layer(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, pull: float, steps: int,
-                   lr: float = 0.01, progress: Any = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class-balanced softmax regression on features ``f`` from (w0, b0), plus ``pull * |W' - W0'|^2``
+                   lr: float = 0.01, progress: Any = None,
+                   class_share: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class-balanced softmax regression on features ``f`` from (w0, b0), plus ``pull * |(W', b') - (W0', b0')|^2``
+    (the bias held too: a balanced fit on a few takes otherwise raises every command's bias)
     (primes: on centred features at one overall scale, where one learning rate fits every head).
     Full batch, Adam, deterministic."""
     classes = w0.shape[0]
@@ -221,6 +224,8 @@ def fit_last_layer(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray,
     b_init = b0.astype(np.float64) + w0.astype(np.float64) @ mu
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     cw = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    if class_share is not None:  # _unknown_ counts as several commands, as train-voice weighs it
+        cw = cw * class_share
     sw = cw[y] / cw[y].sum()
     w, b = w_init.copy(), b_init.copy()
     mw, vw, mb, vb = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
@@ -238,7 +243,7 @@ def fit_last_layer(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray,
         loss = float(-(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum())
         g = (p - onehot) * sw[:, None]
         gw = g.T @ fs + 2 * pull * (w - w_init)
-        gb = g.sum(axis=0)
+        gb = g.sum(axis=0) + 2 * pull * (b - b_init)
         decay = 0.5 * (1 + np.cos(np.pi * (step - 1) / steps))  # cosine: settles instead of wandering
         for param, grad, m, v, rate in ((w, gw, mw, vw, lr), (b, gb, mb, vb, bias_lr)):
             m *= 0.9
@@ -358,7 +363,9 @@ def enroll_embedding(o: Options) -> dict[str, Any]:
     anchor_f, anchor_y = anchors(base, labels, features.shape[1])
     if len(anchor_y):  # the classes' own examples the model carries: what keeps other voices and words
         features, y_arr = np.concatenate([features, anchor_f]), np.concatenate([y_arr, anchor_y])
-    w, b, loss = fit_last_layer(features, y_arr, w0, b0, o.pull, o.steps, progress=_say)
+    share = np.ones(len(labels))
+    share[index[UNKNOWN]] = UNKNOWN_SHARE
+    w, b, loss = fit_last_layer(features, y_arr, w0, b0, o.pull, o.steps, progress=_say, class_share=share)
     o.out.parent.mkdir(parents=True, exist_ok=True)
     head.patch(layer, w, b, o.out)
     fit_s = time.monotonic() - t0
