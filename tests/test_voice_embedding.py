@@ -197,3 +197,29 @@ def test_the_agent_announces_each_tone_word_once_with_its_offset_in_the_file(tmp
     for e, start in zip(events, starts, strict=True):
         assert start < e["offset_s"] < start + 0.4 + 1.6  # after the word began, within the 1.48 s window
     assert "speech_embedding front end" in result.stderr
+
+
+SHIPPED = VOICE_MODEL.with_name("voice_embedding.tflite")
+
+
+def test_the_shipped_embedding_model_is_full_int8_small_and_names_its_front_end() -> None:
+    from edge_agent.voice.spotter import load_voice_model
+
+    model = load_voice_model(SHIPPED)
+    assert model.frontend == "speech_embedding" and model.front is not None
+    assert model.engine.input_dtype == np.int8 and SHIPPED.stat().st_size <= 250 * 1024
+    assert model.labels == HEAD_LABELS and model.manifest.logits
+    assert model.settings.stride_ms == 80 and 0.5 <= model.settings.threshold <= 1.0
+
+
+def test_the_shipped_embedding_model_announces_only_what_was_said(tmp_path: Path) -> None:
+    """Properties any model must keep, however well it was trained (how many it hears is the model
+    card's figure): each event a spoken command, at most one per word, in order, near where it was said."""
+    from tests.voice_helpers import HELD_OUT_VOICE, assert_events_follow_the_words, speech_stream
+
+    wav = tmp_path / "speech.wav"
+    marks = speech_stream(wav, ["on", "off", "yes", "stop"], voice=HELD_OUT_VOICE, seed=3)
+    result = run_agent(["--task", "voice", "--model", str(SHIPPED), "--source", str(wav), "--sink", "stdout"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert_events_follow_the_words([(e["command"], e["offset_s"]) for e in events], marks, after_s=1.6)

@@ -112,7 +112,7 @@ def condition(stream: Stream, kind: str, data: Path, seed: int) -> Stream:
     """The stream in a 0.6 s RT60 room, or under 10 dB SNR babble (the generator's babble bed)."""
     rng = np.random.default_rng(seed)
     x = stream.audio
-    if kind == "room":
+    if kind.startswith("room"):
         y = augment.reverb(x, augment.room_impulse(rng, RT60_S))
     else:
         babble, _ = read_wav(data / "_background_noise_" / "babble.wav")
@@ -343,6 +343,8 @@ def phrases(out: Path, engines: Sequence[str], piper_python: str | None = None, 
         for text, _cmd in eval_voice.PHRASES:
             for v in voices:
                 x = engine.synth(text, v, rng)
+                if len(x) == 0:  # a voice without a diphone the phrase needs (MBROLA us3: "on", "off")
+                    continue
                 x = x / (np.abs(x).max() + 1e-9) * 0.5
                 gap = rng.normal(0, 3e-4, int(rng.uniform(2.0, 3.0) * emb.SAMPLE_RATE_HZ)).astype(np.float32)
                 marks.append((text, pos / emb.SAMPLE_RATE_HZ, (pos + len(x)) / emb.SAMPLE_RATE_HZ))
