@@ -109,6 +109,10 @@ FLAGS: Final[dict[str, tuple[Flag, ...]]] = {
         Flag("--no-discovery", "homeassistant.discovery",
              "no Home Assistant discovery (and clear this task's discovered entities)", "off"),
         Flag("--discovery-prefix", "homeassistant.prefix", "Home Assistant discovery prefix (default homeassistant)"),
+        Flag("--capture", "voice.capture", "voice: keep near misses and commands marked wrong in this folder, "
+             "ready for edge-agent-convert enroll (off by default)"),
+        Flag("--capture-max-files", "voice.capture_max_files", "voice: files --capture keeps at most (default 500)"),
+        Flag("--capture-max-mb", "voice.capture_max_mb", "voice: megabytes --capture keeps at most (default 50)"),
         Flag("--remote-control", "control.enabled", "accept settings on {prefix}/{device_id}/{task}/set", "on"),
         Flag("--metrics-interval", "metrics_interval_s", "seconds between metrics messages (default 30, 0: off)"),
         Flag("--spool", "spool.path", "SQLite file keeping predictions until the broker acknowledges them "
@@ -218,8 +222,9 @@ def _notifier() -> runtime.Notifier:
     return SystemdNotifier.from_environment()
 
 
-# `edge-agent doctor ...`, `edge-agent install-service ...`: modules with main(argv) -> int
-SUBCOMMANDS = {"doctor": "edge_agent.doctor", "install-service": "edge_agent.install"}
+# `edge-agent doctor ...`, `edge-agent install-service ...`, `edge-agent calibrate ...`: modules with main(argv) -> int
+SUBCOMMANDS = {"doctor": "edge_agent.doctor", "install-service": "edge_agent.install",
+               "calibrate": "edge_agent.voice.calibrate"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,6 +131,15 @@ class SensorConfig:
 
 
 @dataclasses.dataclass
+class VoiceConfig:
+    """Voice task: near-miss capture for the next enrollment (edge_agent/voice/capture.py)."""
+
+    capture: str | None = None  # folder kept for `edge-agent-convert enroll`; None = off
+    capture_max_files: int = 500
+    capture_max_mb: float = 50.0
+
+
+@dataclasses.dataclass
 class Config:
     task: str = "waste"
     device_id: str = dataclasses.field(default_factory=lambda: _default_device_id())
@@ -146,6 +155,7 @@ class Config:
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     sensor: SensorConfig = dataclasses.field(default_factory=SensorConfig)
+    voice: VoiceConfig = dataclasses.field(default_factory=VoiceConfig)
     origin: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)  # field → where set
 
     def where(self, field: str) -> str:
@@ -154,7 +164,7 @@ class Config:
 
 SECTIONS: Final = {"model": ModelConfig, "source": SourceConfig, "postprocess": PostprocessConfig,
                    "mqtt": MqttConfig, "spool": SpoolConfig, "homeassistant": HomeAssistantConfig,
-                   "control": ControlConfig, "http": HttpConfig, "sensor": SensorConfig}
+                   "control": ControlConfig, "http": HttpConfig, "sensor": SensorConfig, "voice": VoiceConfig}
 
 
 def _default_device_id() -> str:
@@ -356,6 +366,10 @@ def validate(config: Config) -> None:
     _check(len(chosen) <= 1, c, chosen[-1] if chosen else "source", "the only input (pick one of --camera, "
            "--source, --picamera, --mic)", chosen)
     validate_sensor(config)
+    _check(1 <= config.voice.capture_max_files <= 1_000_000, config, "voice.capture_max_files", "from 1 to 1000000",
+           config.voice.capture_max_files)
+    _check(0.1 <= config.voice.capture_max_mb <= 1_000_000, config, "voice.capture_max_mb", "from 0.1 to 1000000",
+           config.voice.capture_max_mb)
     validate_http(config)
 
 

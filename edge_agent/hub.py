@@ -147,6 +147,7 @@ class Command:
     paused: bool | None = None
     max_rate: float | None = None
     on_change: bool | None = None
+    wrong: int | None = None  # voice: the seq of a command the user marks as a false accept
 
 
 class ControlError(ValueError):
@@ -165,7 +166,7 @@ def _bool(value: Any, field: str) -> bool:
     return value
 
 
-def parse_command(raw: bytes) -> Command:
+def parse_command(raw: bytes, task: str | None = None) -> Command:
     """Strict: a JSON object with only known keys of the right types, or ControlError."""
     if len(raw) > MAX_CONTROL_BYTES:
         raise ControlError(f"payload over {MAX_CONTROL_BYTES} bytes")
@@ -175,7 +176,7 @@ def parse_command(raw: bytes) -> Command:
         raise ControlError("payload is not JSON") from None
     if not isinstance(data, dict) or not data:
         raise ControlError("payload must be a non-empty JSON object")
-    allowed = {"threshold", "pause", "resume", "publish"}
+    allowed = {"threshold", "pause", "resume", "publish"} | ({"wrong"} if task == "voice" else set())
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ControlError(f"unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
@@ -199,7 +200,13 @@ def parse_command(raw: bytes) -> Command:
             max_rate = _number(policy["max_rate"], "publish.max_rate", 0, 1000)
         if "on_change" in policy:
             on_change = _bool(policy["on_change"], "publish.on_change")
-    return Command(threshold, paused, max_rate, on_change)
+    wrong = None
+    if "wrong" in data:
+        seq = data["wrong"]
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise ControlError("'wrong' must be the seq of a command (a whole number, 0 or more)")
+        wrong = seq
+    return Command(threshold, paused, max_rate, on_change, wrong)
 
 
 def drain(commands: queue.Queue[Command] | None) -> Iterator[Command]:
@@ -289,7 +296,7 @@ class Hub:
 
     def _on_set(self, topic: str, payload: bytes) -> None:
         try:
-            command = parse_command(payload)
+            command = parse_command(payload, self.config.task)
         except ControlError as e:
             self.rejected += 1
             logger.warning("rejected a command on %s: %s", topic, e)

@@ -25,6 +25,7 @@ from ..observe import Observer
 from ..publish.base import Publisher
 from ..sources.base import SourceLost, reopen_with_backoff
 from ..sources.wav import AudioBlock, WavSource
+from ..voice.capture import Capture
 from ..voice.payload import SUBTOPIC, command_payload
 from ..voice.recognizer import Command
 from ..voice.spotter import VoiceModel, make_spotter
@@ -71,6 +72,14 @@ def make_audio_source(config: Config, rate: int) -> AudioSource:
     return MicrophoneSource(s.mic or "default", rate)
 
 
+def _make_capture(config: Config, model: VoiceModel) -> Capture | None:
+    """``--capture DIR`` (off by default): near misses and corrections for the next enroll."""
+    if not config.voice.capture:
+        return None
+    return Capture(Path(config.voice.capture), model.labels, model.spec.sample_rate,
+                   config.voice.capture_max_files, config.voice.capture_max_mb)
+
+
 class VoiceAgent:
     """One keyword model, one audio source, one publisher."""
 
@@ -92,6 +101,8 @@ class VoiceAgent:
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self._ended = False
         self._error: str | None = None
+        self.marked_wrong = 0  # commands marked {"wrong": seq}: the running false-accept count
+        self.capture = _make_capture(config, model)
 
     # -- the Agent protocol --------------------------------------------------------------------
     @property
@@ -129,9 +140,13 @@ class VoiceAgent:
         block: AudioBlock = item
         hook = self.hook
         t0 = time.perf_counter()
+        inferences = self.spotter.inferences
         command = self.spotter.push(block.samples)
         if hook is not None:
             hook.stage("infer", (time.perf_counter() - t0) * 1000)
+        if self.capture is not None:
+            averaged = self.spotter.recognizer.average() if self.spotter.inferences > inferences else None
+            self.capture.hop(block.samples, averaged, self._thresholds(), self.spotter.time_ms)
         if command is not None:
             self.publish(command, block)
         if self.observer is not None:
@@ -145,6 +160,13 @@ class VoiceAgent:
             settings = self.model.settings.with_threshold(command.threshold)
             self.model = dataclasses.replace(self.model, settings=settings)
             self.spotter = make_spotter(self.model)
+        if command.wrong is not None:
+            self.marked_wrong += 1
+            if self.capture is not None:
+                logger.info("%s", self.capture.wrong(command.wrong))
+            else:
+                logger.info("remote control: command %d marked wrong (counted; --capture keeps its audio)",
+                            command.wrong)
         if command.max_rate is not None or command.on_change is not None:
             logger.info("remote control: the publish policy does not apply to voice commands")
 
@@ -161,7 +183,22 @@ class VoiceAgent:
         return {"fps": round(self.spotter.inferences / elapsed, 2), "frames": self.spotter.inferences,
                 "published": self.published, "frames_dropped": self.source.overflows,
                 "last_label": None, "latency_ms": {"p50": round(percentile(lat, 50), 2),
-                                                   "p95": round(percentile(lat, 95), 2)}}
+                                                   "p95": round(percentile(lat, 95), 2)},
+                "voice": self._voice_metrics()}
+
+    def _thresholds(self) -> dict[str, float]:
+        return {label: self.model.settings.threshold_for(label) for label in self.model.labels}
+
+    def _voice_metrics(self) -> dict[str, Any]:
+        """The operating point and the running false-accept estimate (commands marked wrong per hour
+        of audio heard), plus what --capture kept."""
+        hours = self.spotter.time_ms / 3.6e6
+        out: dict[str, Any] = {"threshold": self.model.settings.threshold, "marked_wrong": self.marked_wrong,
+                               "false_accepts_per_hour": round(self.marked_wrong / hours, 3) if hours > 0 else None,
+                               "hours_heard": round(hours, 4)}
+        if self.capture is not None:
+            out["capture"] = self.capture.metrics()
+        return out
 
     def status(self) -> str:
         return (f"{self.spotter.inferences} inferences, {self.published} commands, "
@@ -197,6 +234,9 @@ class VoiceAgent:
         if not self.source.live:  # a file: where in it, so a person can check it against what was said
             payload["offset_s"] = round(command.time_ms / 1000.0, 3)
         self.publisher.publish(SUBTOPIC, payload)
+        if self.capture is not None:
+            self.capture.command(self.seq, command.label, command.score,
+                                 self.model.settings.threshold_for(command.label), command.time_ms)
         logger.info("command %s (%.2f) at %.2f s of audio", command.label, command.score, command.time_ms / 1000)
         self.seq += 1
         self.published += 1

@@ -80,24 +80,38 @@ def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     from . import enroll
 
     p = sub.add_parser("enroll", help="your own recordings + room sound → the voice model fine-tuned for you",
-                       description="Fine-tune a keyword model's last layers on a few recordings per command (a "
-                                   "folder in the Speech Commands layout) and the room's own sound; keep full "
-                                   "int8 and the manifest, and re-tune the threshold.")
-    p.add_argument("--model", type=Path, required=True, help="the .tflite to start from; its float model "
-                   "(<stem>.keras, written by train-voice) must be beside it")
+                       description="Adapt a keyword model to your voice and room: 3-10 recordings per command (a "
+                                   "folder in the Speech Commands layout, or recorded now with --mic) and a few "
+                                   "minutes of the room's sound; keeps full int8 and the manifest and re-tunes the "
+                                   "threshold. A speech-embedding model needs no TensorFlow (it runs on the Pi); a "
+                                   "log-mel model fine-tunes its float .keras model with TensorFlow.")
+    p.add_argument("--model", type=Path, required=True, help="the .tflite to start from (its manifest beside it)")
     p.add_argument("--data", type=Path, required=True, help="folder: yes/*.wav ... (3-10 each), optional other "
-                   "words in their own folders, and _background_noise_/*.wav: the room's sound")
-    p.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest, report and .keras beside)")
-    p.add_argument("--epochs", type=int, default=enroll.DEFAULT_EPOCHS)
-    p.add_argument("--lr", type=float, default=enroll.DEFAULT_LR)
+                   "words (also not_<command>/: false accepts) in their own folders, and _background_noise_/*.wav: "
+                   "the room's sound; with --mic it is recorded there first")
+    p.add_argument("--out", type=Path, required=True, help="the .tflite to write (manifest and report beside)")
+    p.add_argument("--mic", help="record --data first from this microphone, with prompts on the terminal")
+    p.add_argument("--takes", type=int, default=5, help="--mic: recordings of each command")
+    p.add_argument("--commands", type=_commands, default=(), help="--mic: record only these commands (comma-"
+                   "separated; default: every command of the model)")
+    p.add_argument("--pull", type=float, default=enroll.DEFAULT_PULL, help="speech embedding: how strongly the "
+                   "head is held to the shipped one (higher: less change, other voices kept)")
+    p.add_argument("--no-reversed", dest="reversed_negatives", action="store_false",
+                   help="speech embedding: do not use the takes played backwards as negatives")
+    p.add_argument("--room-seconds", type=float, default=enroll.DEFAULT_ROOM_SECONDS,
+                   help="--mic: seconds of room sound to record first")
+    p.add_argument("--steps", type=int, default=enroll.DEFAULT_STEPS, help="speech embedding: training steps")
+    p.add_argument("--epochs", type=int, default=enroll.DEFAULT_EPOCHS, help="log-mel models: epochs")
+    p.add_argument("--lr", type=float, default=enroll.DEFAULT_LR, help="log-mel models")
     p.add_argument("--train-layers", type=int, default=enroll.DEFAULT_TRAIN_LAYERS,
-                   help="trainable layers from the end (the dense head is 1)")
-    p.add_argument("--copies", type=int, default=enroll.DEFAULT_COPIES, help="augmented copies of each recording")
+                   help="log-mel models: trainable layers from the end (the dense head is 1)")
+    p.add_argument("--copies", type=int, help=f"augmented copies of each recording (default {enroll.DEFAULT_COPIES}"
+                   " for a speech-embedding model, 20 for a log-mel one)")
     p.add_argument("--max-fa-per-hour", type=float, default=enroll.DEFAULT_MAX_FA_PER_HOUR,
                    help="threshold re-tuning: the lowest threshold with at most this many false accepts per hour "
                         "on the room's sound")
-    p.add_argument("--replay", type=Path, help="a Speech Commands folder of other voices (the base model's data): "
-                   "some of its training clips are mixed in so the model does not forget them")
+    p.add_argument("--replay", type=Path, help="log-mel models: a Speech Commands folder of other voices (the base "
+                   "model's data) mixed in so the model does not forget them")
     p.add_argument("--replay-clips", type=int, default=enroll.DEFAULT_REPLAY_CLIPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="model name in the manifest (default: the file's stem)")
@@ -108,7 +122,9 @@ def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
 def cmd_enroll(a: argparse.Namespace, command: str) -> Result:
     from . import enroll
 
-    o = enroll.Options(model=a.model, data=a.data, out=a.out, epochs=a.epochs, lr=a.lr,
+    o = enroll.Options(model=a.model, data=a.data, out=a.out, epochs=a.epochs, steps=a.steps, lr=a.lr,
                        train_layers=a.train_layers, copies=a.copies, max_fa_per_hour=a.max_fa_per_hour,
-                       seed=a.seed, name=a.name, command=command, replay=a.replay, replay_clips=a.replay_clips)
+                       seed=a.seed, name=a.name, command=command, replay=a.replay, replay_clips=a.replay_clips,
+                       mic=a.mic, takes=a.takes, room_seconds=a.room_seconds,
+                       reversed_negatives=a.reversed_negatives, commands=a.commands, pull=a.pull)
     return enroll.enroll(o), enroll.format_text

@@ -186,6 +186,10 @@ def train(o: Options) -> dict[str, Any]:
                         provenance=provenance, metrics=metrics, extra={"recognizer": settings.to_json()},
                         output=OUTPUT_LOGITS)
     write(manifest, manifest_path_for(o.out))
+    from .enroll import add_enroll_block  # the float last layer and anchors: enrollment on the Pi needs them
+
+    kernel, bias = model.layers[-1].get_weights()
+    add_enroll_block(o.out, labels, kernel.T, bias, train_ex.x, train_ex.y, o.seed)
     model.save(o.out.with_suffix(".keras"))
     result = {"name": name, "model_file": str(o.out), "manifest_file": str(manifest_path_for(o.out)),
               "labels": list(labels), "metrics": metrics, "provenance": provenance}

@@ -1,30 +1,31 @@
-"""``edge-agent-convert enroll``: the user's own voice in minutes, on the CPU.
+"""``edge-agent-convert enroll``: the user's own voice in minutes, on the CPU, without TensorFlow.
 
     DATA/yes/*.wav ... DATA/stop/*.wav    3-10 recordings of each command (any names, any PCM rate)
-    DATA/<other word>/*.wav               optional: the user saying other words (→ ``_unknown_``)
+    DATA/<other word>/*.wav               optional: other words, false accepts (``not_stop/``) → ``_unknown_``
     DATA/_background_noise_/*.wav         a few minutes of the room's own sound (TV, talk, kitchen)
     DATA/testing_list.txt                 optional: recordings held out from fine-tuning, measured
 
-Fine-tunes the last ``--train-layers`` weighted layers of the float Keras model that
-``train-voice`` wrote beside the model (``<stem>.keras``), everything before them frozen (their
-BatchNorm statistics too), on: each recording and ``--copies`` augmented copies (the same speaker,
-room and microphone chain as training), the recordings played backwards as ``_unknown_`` (the
-user's own voice and room saying no command: the negatives a few recordings can give), the user's
-other words, ``_silence_`` cut from the room's sound and, with ``--replay DIR``, clips of the base
-model's own training data (other voices, as they are: without them a head tuned on one voice
-moves the boundary for every voice). The front end (mean, std) is the base
-model's: the frozen layers expect it. Then full int8 as in ``train-voice`` (same converter, same
-checks), the manifest, and the threshold re-tuned (:func:`retune`): the lowest on a fixed grid at or
-above :data:`THRESHOLD_FLOOR` that keeps false accepts on the room's sound within
-``--max-fa-per-hour``.
+``--mic NAME`` records that folder first, with prompts on the terminal (:mod:`.record`); the
+folder ``edge-agent --capture DIR`` fills is the same layout.
+
+For a model on the speech-embedding front end (``input.frontend: speech_embedding``) everything
+runs on LiteRT and numpy, so it runs on the Pi itself: each recording (and ``--copies`` copies at
+other levels, over other stretches of the room's sound) goes through the agent's own front end;
+the int8 head's own features before its last layer are read back (:mod:`edge_agent.voice.head`);
+that layer alone is re-fitted (softmax regression, pulled towards the shipped float weights the
+manifest carries under ``enroll``: the other voices the model was trained on are kept without
+their data) and written back at the layer's own int8 scales. The threshold is then re-tuned on the
+room's sound with the calibration code (:mod:`edge_agent.voice.calibrate`). A log-mel model (the
+first voice models) is fine-tuned as before, with TensorFlow (:mod:`.enroll_log_mel`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,24 +33,43 @@ import numpy as np
 
 from ... import __version__
 from ...errors import ConfigError, ModelError
+from ...manifest import Manifest, manifest_path_for, sha256_file, write
 from ...manifest import load as load_manifest
-from ...manifest import manifest_path_for
-from ...preprocess.audio import AudioSpec
-from ...voice.recognizer import NOT_COMMANDS, SILENCE, UNKNOWN, Recognizer, RecognizerSettings
-from .data import NOISE_DIR, augment, load_clip, load_noise, raw_features, scan, silence
-from .train import class_weights, feature_augment, finish, utc_now
+from ...voice import calibrate, head
+from ...voice import embedding as emb
+from ...voice.recognizer import NOT_COMMANDS, UNKNOWN, RecognizerSettings
+from . import enroll_log_mel
+from .enroll_log_mel import (  # noqa: F401 (the log-mel path's constants, re-exported as before)
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    DEFAULT_MAX_FA_PER_HOUR,
+    DEFAULT_REPLAY_CLIPS,
+    DEFAULT_TRAIN_LAYERS,
+    THRESHOLD_FLOOR,
+    THRESHOLDS,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EPOCHS: Final = 30
-DEFAULT_LR: Final = 1e-3
-DEFAULT_TRAIN_LAYERS: Final = 1  # the dense head only: minutes on a Pi-class core, nothing forgotten below it
-DEFAULT_COPIES: Final = 20
-DEFAULT_MAX_FA_PER_HOUR: Final = 2.0
-THRESHOLD_FLOOR: Final = 0.9  # never below: a few minutes of room sound cannot vouch for a lower one
-THRESHOLDS: Final = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998)
-BATCH: Final = 32
-DEFAULT_REPLAY_CLIPS: Final = 2000  # of --replay: enough other voices that the head does not forget them
+NOISE_DIR: Final = "_background_noise_"
+MIN_TAKES: Final = 3
+DEFAULT_STEPS: Final = 300
+DEFAULT_COPIES: Final = 4  # speech-embedding path (the log-mel path: enroll_log_mel.DEFAULT_COPIES)
+DEFAULT_ROOM_SECONDS: Final = 120.0
+DEFAULT_PULL: Final = 1e-3  # weight of |W - W_shipped|^2: how far enrollment may move the head
+ENROLL_KEY: Final = "enroll"  # the manifest's block with the float last layer
+POSITIVE_HOPS: Final = 4  # windows per take, ending 0..3 hops after the word's end
+MAX_ROOM_WINDOWS: Final = 3000
+UNKNOWN_SHARE: Final = 3.0  # _unknown_'s loss weight in commands' worth (train-voice's default)
+BIAS_LR: Final = 0.5  # logits per step at most: a class the head never announced can come alive
+
+
+def is_embedding_model(model: Path) -> bool:
+    mpath = manifest_path_for(model)
+    if not mpath.exists():
+        raise ModelError(f"model {model}: no manifest {mpath.name} beside it")
+    m = load_manifest(mpath)
+    return m.audio is not None and emb.frontend_of(m.audio) == emb.NAME
 
 
 @dataclasses.dataclass
@@ -57,192 +77,387 @@ class Options:
     model: Path
     data: Path
     out: Path
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int = DEFAULT_EPOCHS  # log-mel path
+    steps: int = DEFAULT_STEPS  # speech-embedding path
     lr: float = DEFAULT_LR
     train_layers: int = DEFAULT_TRAIN_LAYERS
-    copies: int = DEFAULT_COPIES
+    copies: int | None = None  # default: DEFAULT_COPIES, or the log-mel path's
     max_fa_per_hour: float = DEFAULT_MAX_FA_PER_HOUR
     seed: int = 0
     name: str | None = None
     command: str = ""
-    replay: Path | None = None  # a Speech Commands folder (the base model's data): clips mixed in as they are
+    replay: Path | None = None
     replay_clips: int = DEFAULT_REPLAY_CLIPS
+    mic: str | None = None  # record DATA first, with prompts on the terminal
+    takes: int = 5
+    room_seconds: float = DEFAULT_ROOM_SECONDS
+    reversed_negatives: bool = True  # each take played backwards as _unknown_ (the same voice, no word)
+    commands: tuple[str, ...] = ()  # --mic: record only these (default: every command of the model)
+    pull: float = DEFAULT_PULL
 
 
-def read_folder(root: Path, commands: tuple[str, ...]) -> tuple[dict[str, list[Path]], list[Path], set[str]]:
-    """(word → recordings, room-sound files, held-out relative paths); checked before any decoding."""
+def enroll(o: Options) -> dict[str, Any]:
+    if o.mic is not None:
+        from . import record
+
+        labels = load_manifest(manifest_path_for(o.model)).labels if manifest_path_for(o.model).exists() else ()
+        commands = tuple(x for x in labels if x not in NOT_COMMANDS)
+        if not commands:
+            raise ModelError(f"model {o.model}: no manifest with commands beside it")
+        if o.commands:
+            unknown = [c for c in o.commands if c not in commands]
+            if unknown:
+                raise ConfigError(f"--commands: {', '.join(unknown)} is not a command of {o.model}")
+            commands = o.commands
+        record.record_folder(o.mic, o.data, commands, o.takes, o.room_seconds, say=_say)
+    if is_embedding_model(o.model):
+        return enroll_embedding(o)
+    lo = enroll_log_mel.Options(
+        model=o.model, data=o.data, out=o.out, epochs=o.epochs, lr=o.lr, train_layers=o.train_layers,
+        copies=enroll_log_mel.DEFAULT_COPIES if o.copies is None else o.copies, max_fa_per_hour=o.max_fa_per_hour,
+        seed=o.seed, name=o.name, command=o.command, replay=o.replay, replay_clips=o.replay_clips)
+    return enroll_log_mel.enroll(lo)
+
+
+def format_text(result: dict[str, Any]) -> str:
+    if result.get("frontend") != emb.NAME:
+        from . import enroll_log_mel
+
+        return enroll_log_mel.format_text(result)
+    return "\n".join([f"wrote {result['model_file']} and {result['manifest_file']} in {result['seconds']:.0f} s",
+                      *result["lines"]])
+
+
+# -- the data -------------------------------------------------------------------------------------
+def read_wav_16k(path: Path) -> np.ndarray:
+    from ...preprocess import audio
+    from ...sources.wav import read_wav
+
+    try:
+        x, rate = read_wav(path)
+    except Exception as e:  # a broken file is named, and nothing else is lost
+        raise ConfigError(f"data {path}: not a readable PCM WAV ({e})") from None
+    return audio.resample(x, rate, emb.SAMPLE_RATE_HZ) if rate != emb.SAMPLE_RATE_HZ else x
+
+
+def word_span(x: np.ndarray) -> tuple[int, int]:
+    """(start, end) samples of the loudest stretch: 20 ms frames within 20 dB of the loudest."""
+    frame = 320
+    n = max(1, len(x) // frame)
+    e = np.array([float(np.mean(x[i * frame:(i + 1) * frame] ** 2)) + 1e-12 for i in range(n)])
+    loud = np.flatnonzero(e >= e.max() / 100.0)
+    return int(loud[0] * frame), int(min(len(x), (loud[-1] + 1) * frame))
+
+
+def _windows(vectors: np.ndarray, n: int) -> np.ndarray:
+    if len(vectors) < n:
+        return np.zeros((0, n, emb.EMBEDDING_DIM), np.float32)
+    return np.stack([vectors[i - n: i] for i in range(n, len(vectors) + 1)])
+
+
+def take_windows(front: emb.FrontEnd, take: np.ndarray, room: np.ndarray, spec: emb.EmbeddingSpec,
+                 rng: np.random.Generator, gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """(positive windows, reversed-take windows) for one take at ``gain`` over a stretch of room sound:
+    the head's inputs ending 0..3 hops after the word's end, as the stream would present them."""
+    lead = (emb.warm_hops() + spec.embeddings) * emb.HOP_SAMPLES  # the stream warm and the window full
+    tail = POSITIVE_HOPS * emb.HOP_SAMPLES
+    out = []
+    for clip in (take, take[::-1].copy()):
+        n = lead + len(clip) + tail
+        bed = _room_stretch(room, n, rng)
+        bed[lead: lead + len(clip)] += gain * clip
+        vectors = emb.embeddings(front, bed)
+        # vectors[j] ends with hop j + warm_hops() - 1; the window [e - n, e) ends with the hop of the word's end + k
+        hop_of_end = (lead + word_span(clip)[1] - 1) // emb.HOP_SAMPLES
+        ends = [hop_of_end - emb.warm_hops() + 2 + k for k in range(POSITIVE_HOPS)]
+        out.append(np.stack([vectors[e - spec.embeddings: e] for e in ends if spec.embeddings <= e <= len(vectors)]))
+    return out[0], out[1]
+
+
+def _room_stretch(room: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    if len(room) >= n:
+        at = int(rng.integers(0, len(room) - n + 1))
+        return room[at: at + n].astype(np.float32).copy()
+    return np.resize(room, n).astype(np.float32)
+
+
+@dataclasses.dataclass
+class Takes:
+    words: dict[str, list[Path]]
+    room_files: list[Path]
+    held: set[str]
+
+
+def read_takes(root: Path, commands: Sequence[str]) -> Takes:
+    """Checked before any decoding: at least one command with a recording, and room sound."""
     if not root.is_dir():
         raise ConfigError(f"data {root}: not a folder")
-    words = {d.name: sorted(d.glob("*.wav")) for d in sorted(root.iterdir()) if d.is_dir() and d.name[0] != "_"}
-    missing = [c for c in commands if not words.get(c)]
-    if missing:
-        raise ConfigError(f"data {root}: no recordings of {', '.join(missing)} (one folder of WAVs per command)")
+    words = {d.name: sorted(d.glob("*.wav")) for d in sorted(root.iterdir())
+             if d.is_dir() and not d.name.startswith("_")}
+    words = {w: p for w, p in words.items() if p}
+    if not any(c in words for c in commands):
+        raise ConfigError(f"data {root}: no recordings of any command ({', '.join(commands)}); one folder of WAVs "
+                          "per command")
     room = sorted((root / NOISE_DIR).glob("*.wav"))
     if not room:
         raise ConfigError(f"data {root}: {NOISE_DIR}/ with a few minutes of the room's sound is needed")
     lst = root / "testing_list.txt"
     held = {line.strip() for line in lst.read_text().splitlines() if line.strip()} if lst.exists() else set()
-    return words, room, held
+    return Takes(words, room, held)
 
 
-def retune(model_path: Path, room: list[np.ndarray], spec: AudioSpec, base: RecognizerSettings,
-           max_fa_per_hour: float) -> tuple[RecognizerSettings, dict[str, Any]]:
-    """The lowest threshold of :data:`THRESHOLDS` whose false accepts on the room's sound (the
-    files one after another, as the agent would hear them) stay within ``max_fa_per_hour``
-    (with minutes of sound that is none at all); the highest if none does."""
-    from ...engine import Engine
-    from ...preprocess import audio
+# -- the fit --------------------------------------------------------------------------------------
+def fit_last_layer(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, pull: float, steps: int,
+                   lr: float = 0.01, progress: Any = None,
+                   class_share: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class-balanced softmax regression on features ``f`` from (w0, b0), plus ``pull * |(W', b') - (W0', b0')|^2``
+    (the bias held too: a balanced fit on a few takes otherwise raises every command's bias)
+    (primes: on centred features at one overall scale, where one learning rate fits every head).
+    Full batch, Adam, deterministic."""
+    classes = w0.shape[0]
+    mu = f.mean(axis=0).astype(np.float64)
+    # one scale for all features, not one per feature: a feature that hardly varies in a few takes
+    # (but does in other voices and words) must not get a large weight from them
+    sd = max(float(f.std()), 1e-6)
+    fs = (f - mu) / sd
+    w_init = w0.astype(np.float64) * sd
+    b_init = b0.astype(np.float64) + w0.astype(np.float64) @ mu
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    cw = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    if class_share is not None:  # _unknown_ counts as several commands, as train-voice weighs it
+        cw = cw * class_share
+    sw = cw[y] / cw[y].sum()
+    w, b = w_init.copy(), b_init.copy()
+    mw, vw, mb, vb = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
+    onehot = np.eye(classes)[y]
+    # Adam steps are in parameter units: scale them to the head's own logits (a head whose logits
+    # are hundreds apart needs steps a hundred times larger than one whose logits are a few apart)
+    spread = max(1.0, float((fs @ w_init.T + b_init).std()) / 10.0)
+    lr, bias_lr = lr * spread, BIAS_LR * spread
+    loss = 0.0
+    for step in range(1, steps + 1):
+        z = fs @ w.T + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        loss = float(-(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum())
+        g = (p - onehot) * sw[:, None]
+        gw = g.T @ fs + 2 * pull * (w - w_init)
+        gb = g.sum(axis=0) + 2 * pull * (b - b_init)
+        decay = 0.5 * (1 + np.cos(np.pi * (step - 1) / steps))  # cosine: settles instead of wandering
+        for param, grad, m, v, rate in ((w, gw, mw, vw, lr), (b, gb, mb, vb, bias_lr)):
+            m *= 0.9
+            m += 0.1 * grad
+            v *= 0.999
+            v += 0.001 * grad ** 2
+            param -= rate * decay * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+        if progress is not None and (step % max(1, steps // 5) == 0 or step == steps):
+            progress(f"enroll: training step {step} of {steps}, cross-entropy {loss:.3f}")
+    w_out = w / sd
+    return w_out.astype(np.float32), (b - w_out @ mu).astype(np.float32), loss
 
-    engine = Engine.load(model_path, threads=1, kind="audio", logits=True)
-    scale, zero = engine.input_quant
-    fill = audio.make_fill(spec, engine.input_dtype, scale, zero)
-    stream = np.concatenate(room)
-    stride = audio.samples_for(base.stride_ms, spec.sample_rate)
-    ends = np.arange(spec.clip_samples, len(stream) + 1, stride)
-    scores = [engine.run(functools.partial(fill, stream[e - spec.clip_samples: e])) for e in ends]
-    times = ends * 1000.0 / spec.sample_rate
-    hours = len(stream) / spec.sample_rate / 3600
-    allowed = int(np.floor(max_fa_per_hour * hours + 1e-9))
-    counts = {}
-    for th in THRESHOLDS:
-        s = dataclasses.replace(base, threshold=th, thresholds={})
-        rec = Recognizer(engine_labels(model_path), s)
-        counts[th] = sum(1 for t, p in zip(times, scores, strict=True) if rec.update(p, float(t)))
-    ok = [th for th in THRESHOLDS if th >= THRESHOLD_FLOOR and counts[th] <= allowed]
-    chosen = ok[0] if ok else THRESHOLDS[-1]
-    return (dataclasses.replace(base, threshold=chosen, thresholds={}),
-            {"room_minutes": round(hours * 60, 2), "allowed_false_accepts": allowed,
-             "false_accepts_by_threshold": {str(k): v for k, v in counts.items()}, "threshold": chosen})
+
+def float_head(manifest: Manifest, layer: head.LastLayer) -> tuple[np.ndarray, np.ndarray, str]:
+    """The float last layer the manifest carries, else the int8 one dequantized (said in the report)."""
+    block = manifest.extra.get(ENROLL_KEY)
+    if isinstance(block, dict) and "weights" in block and "bias" in block:
+        w = np.asarray(block["weights"], np.float32)
+        b = np.asarray(block["bias"], np.float32)
+        if w.shape == (layer.classes, layer.weights_q.reshape(layer.classes, -1).shape[1]) and b.shape == (
+                layer.classes,):
+            return w, b, "the float weights the manifest carries"
+        raise ModelError(f"manifest: '{ENROLL_KEY}' weights {list(w.shape)} do not fit the model's last layer")
+    w, b = layer.float_weights()
+    return w, b, "the int8 weights dequantized (the manifest carries no float head)"
 
 
-def room_as_recorded(path: Path, spec: AudioSpec) -> np.ndarray:
-    """A room recording at the model's rate and at its own level (training normalises noise; the
-    threshold must be tuned on what the microphone really hears)."""
-    from ...preprocess import audio
-    from ...sources.wav import read_wav
+def anchors(manifest: Manifest, labels: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The manifest's ``enroll.anchors`` ({label: [feature vectors]}): a few of the training data's
+    features before the last layer, per class, so a fit on one person's takes does not move the
+    boundaries of the commands they did not record."""
+    block = manifest.extra.get(ENROLL_KEY)
+    raw = block.get("anchors", {}) if isinstance(block, dict) else {}
+    fs, ys = [], []
+    for label, vectors in raw.items():
+        v = np.asarray(vectors, np.float32)
+        if label not in labels or v.ndim != 2 or v.shape[1] != dim:
+            raise ModelError(f"manifest: '{ENROLL_KEY}.anchors.{label}' does not fit the model ({list(v.shape)})")
+        fs.append(v)
+        ys += [list(labels).index(label)] * len(v)
+    if not fs:
+        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(fs), np.asarray(ys, np.int64)
 
-    x, rate = read_wav(path)
-    return audio.resample(x, rate, spec.sample_rate) if rate != spec.sample_rate else x
+
+def enroll_block(w: np.ndarray, b: np.ndarray, anchors: dict[str, Any] | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"layer": "last", "weights": np.round(w.astype(np.float64), 6).tolist(),
+                             "bias": np.round(b.astype(np.float64), 6).tolist()}
+    if anchors:
+        block["anchors"] = anchors
+    return block
 
 
-def engine_labels(model_path: Path) -> tuple[str, ...]:
-    return load_manifest(manifest_path_for(model_path)).labels
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
-def enroll(o: Options) -> dict[str, Any]:
-    if o.epochs < 1 or o.copies < 0 or o.train_layers < 1 or not o.lr > 0:
-        raise ConfigError("--epochs and --train-layers must be at least 1, --copies not negative, --lr positive")
+def enroll_embedding(o: Options) -> dict[str, Any]:
+    from ...voice.spotter import load_voice_model, make_spotter
+
     if o.out.suffix != ".tflite":
         raise ConfigError(f"--out {o.out}: expected a .tflite path")
-    mpath = manifest_path_for(o.model)
-    if not mpath.exists():
-        raise ModelError(f"model {o.model}: no manifest {mpath.name} beside it")
-    base_manifest = load_manifest(mpath)
-    if base_manifest.kind != "audio" or base_manifest.audio is None:
-        raise ModelError(f"manifest {mpath}: not an audio model")
-    keras_path = o.model.with_suffix(".keras")
-    if not keras_path.exists():
-        raise ModelError(f"model {o.model}: no float model {keras_path.name} beside it to fine-tune "
-                         "(train-voice writes one; an ensemble or a model from elsewhere has none)")
-    labels = base_manifest.labels
-    commands = tuple(x for x in labels if x not in NOT_COMMANDS)
-    words, room_files, held = read_folder(o.data, commands)
-    spec = AudioSpec.from_mapping(base_manifest.audio, f"manifest {mpath}")
-    raw_spec = dataclasses.replace(spec, mean=0.0, std=1.0)
-    rng = np.random.default_rng(o.seed)
-    room = load_noise(room_files, raw_spec)
-    index = {name: i for i, name in enumerate(labels)}
+    copies = DEFAULT_COPIES if o.copies is None else o.copies
+    if copies < 0 or o.steps < 1:
+        raise ConfigError("--copies must not be negative and --steps at least 1")
     t0 = time.monotonic()
+    base = load_manifest(manifest_path_for(o.model))
+    spec = emb.EmbeddingSpec.from_mapping(base.audio, f"manifest {manifest_path_for(o.model)}")
+    labels = base.labels
+    commands = tuple(x for x in labels if x not in NOT_COMMANDS)
+    if UNKNOWN not in labels:
+        raise ModelError(f"model {o.model}: enroll needs an '{UNKNOWN}' label for the room and other words")
+    takes = read_takes(o.data, commands)
+    for c in commands:
+        n = len(takes.words.get(c, []))
+        if 0 < n < MIN_TAKES:
+            _say(f"enroll: only {n} recording(s) of '{c}'; {MIN_TAKES}-10 work better")
+    layer = head.read_last_layer(o.model)
+    w0, b0, start_from = float_head(base, layer)
+    front = emb.FrontEnd.load()
+    rng = np.random.default_rng(o.seed)
+    room = np.concatenate([read_wav_16k(p) for p in takes.room_files])
+    index = {name: i for i, name in enumerate(labels)}
     xs: list[np.ndarray] = []
     ys: list[int] = []
-    augmented: list[bool] = []
-    x_test: list[np.ndarray] = []
-    y_test: list[int] = []
-    for word, paths in words.items():
+    tested: list[tuple[str, np.ndarray]] = []
+    total = sum(len(p) for p in takes.words.values())
+    done = 0
+    for word, paths in takes.words.items():
         y = index.get(word, index[UNKNOWN])
         for path in paths:
-            x = load_clip(path, raw_spec)
-            if f"{word}/{path.name}" in held:
-                x_test.append(x)
-                y_test.append(y)
+            take = read_wav_16k(path)
+            done += 1
+            _say(f"enroll: recording {done} of {total} ({word}/{path.name})")
+            if f"{word}/{path.name}" in takes.held:
+                tested.append((word, take))
                 continue
-            variants = [(x, y)] + ([(x[::-1].copy(), index[UNKNOWN])] if word in commands else [])
-            for clip, label in variants:
-                for k in range(1 + o.copies):
-                    xs.append(clip if k == 0 else augment(clip, room, rng, raw_spec))
-                    ys.append(label)
-                    augmented.append(k > 0)
-    if o.replay is not None:  # the base model's own kind of data, so fine-tuning does not forget other voices
-        corpus = scan(o.replay, commands)
-        pool = corpus.clips["train"]
-        for i in rng.permutation(len(pool))[: o.replay_clips]:
-            other = pool[int(i)]
-            xs.append(load_clip(other.path, raw_spec))
-            ys.append(index.get(other.word, index[UNKNOWN]))
-            augmented.append(False)
-    n_silence = max(1, sum(1 for y in ys if y == index[commands[0]]))
-    for _ in range(n_silence):
-        xs.append(silence(room, rng, raw_spec))
-        ys.append(index[SILENCE])
-        augmented.append(False)
-    x_train, y_train = np.stack(xs), np.asarray(ys, np.int64)
-    f = raw_features(x_train, raw_spec)
-    for i in np.flatnonzero(augmented):
-        f[i] = feature_augment(f[i], rng)
-    f = (f - spec.mean) / spec.std
-    if not x_test:  # nothing held out: measure on the recordings themselves (and say so in the report)
-        keep = ~np.asarray(augmented) & np.isin(y_train, [index[c] for c in commands])
-        x_test, y_test = list(x_train[keep]), list(y_train[keep])
-
-    from .. import _tf
-
-    keras = _tf.keras()
-    keras.utils.set_random_seed(o.seed)
-    model = keras.models.load_model(keras_path, compile=False)
-    weighted = [layer for layer in model.layers if layer.weights]
-    for layer in model.layers:
-        layer.trainable = False
-    for layer in weighted[-o.train_layers:]:
-        layer.trainable = True
-    model.compile(optimizer=keras.optimizers.Adam(o.lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    weights = class_weights(y_train, labels, 1.0)
-    history = model.fit(f[..., None], y_train, batch_size=BATCH, epochs=o.epochs, shuffle=True,
-                        class_weight=weights, verbose=0)
-    fit_s = time.monotonic() - t0
+            if word in commands:
+                tested.append((word, take))
+            for k in range(1 + copies):
+                gain = 1.0 if k == 0 else float(10 ** rng.uniform(-0.5, 0.3))
+                pos, rev = take_windows(front, take, room, spec, rng, gain)
+                xs.append(pos)
+                ys += [y] * len(pos)
+                if word in commands and o.reversed_negatives:
+                    xs.append(rev)
+                    ys += [index[UNKNOWN]] * len(rev)
+    _say("enroll: the room's sound")
+    room_windows = _windows(emb.embeddings(front, room), spec.embeddings)
+    keep = rng.permutation(len(room_windows))[:MAX_ROOM_WINDOWS]
+    xs.append(room_windows[keep])
+    ys += [index[UNKNOWN]] * len(keep)
+    x = np.concatenate(xs)
+    y_arr = np.asarray(ys, np.int64)
+    _say(f"enroll: {len(y_arr)} windows through the head")
+    features = layer.features(x)
+    anchor_f, anchor_y = anchors(base, labels, features.shape[1])
+    if len(anchor_y):  # the classes' own examples the model carries: what keeps other voices and words
+        features, y_arr = np.concatenate([features, anchor_f]), np.concatenate([y_arr, anchor_y])
+    share = np.ones(len(labels))
+    share[index[UNKNOWN]] = UNKNOWN_SHARE
+    w, b, loss = fit_last_layer(features, y_arr, w0, b0, o.pull, o.steps, progress=_say, class_share=share)
     o.out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(o.out.with_suffix(".keras"))
-    calib = f[rng.permutation(len(f))[:300]]
-    base_settings = RecognizerSettings.from_mapping(base_manifest.extra.get("recognizer"))
+    head.patch(layer, w, b, o.out)
+    fit_s = time.monotonic() - t0
+
+    # the threshold on the room's sound, with the calibration code, on the enrolled model
+    before_settings = RecognizerSettings.from_mapping(base.extra.get("recognizer"))
+    _write_manifest(o, base, labels, spec, before_settings, w, b, {})
+    enrolled = load_voice_model(o.out, threads=1)
+    scored = calibrate.score_hops(make_spotter(enrolled), _hop_list(room), labels, len(room) / emb.SAMPLE_RATE_HZ)
+    counts = calibrate.curve(scored, before_settings)
+    chosen = calibrate.choose(counts, scored.hours, o.max_fa_per_hour)
+    settings = dataclasses.replace(before_settings, threshold=chosen, thresholds={})
+    heard = _takes_heard(enrolled, settings, tested, room, rng)
+    tuning = {"room_minutes": round(scored.hours * 60, 2), "max_fa_per_hour": o.max_fa_per_hour,
+              "false_accepts_by_threshold": {str(k): v for k, v in counts.items()}, "threshold": chosen,
+              "threshold_before": before_settings.threshold}
+    report = {"recordings": {w_: len(p) for w_, p in takes.words.items()}, "held_out": len(takes.held),
+              "heard": heard, "started_from": start_from, "final_loss": round(loss, 4),
+              "windows": len(y_arr), "fit_seconds": round(fit_s, 1)}
+    mpath = _write_manifest(o, base, labels, spec, settings, w, b, {"threshold_tuning": tuning, **report})
+    rate = counts[chosen] / scored.hours
+    lines = [f"{word}: {k} of {n} of your takes heard" for word, (k, n) in heard.items()]
+    lines.append(f"false accepts in your room: {rate:.1f} an hour at threshold {chosen:g} "
+                 f"({scored.hours * 60:.1f} min of room sound)")
+    return {"frontend": emb.NAME, "model_file": str(o.out), "manifest_file": str(mpath),
+            "seconds": round(time.monotonic() - t0, 1), "recognizer": settings.to_json(),
+            "threshold_tuning": tuning, "report": report, "lines": lines}
+
+
+def _hop_list(audio: np.ndarray) -> list[np.ndarray]:
+    n = len(audio) // emb.HOP_SAMPLES
+    return [audio[i * emb.HOP_SAMPLES:(i + 1) * emb.HOP_SAMPLES] for i in range(n)]
+
+
+def _takes_heard(model: Any, settings: RecognizerSettings, tested: list[tuple[str, np.ndarray]],
+                 room: np.ndarray, rng: np.random.Generator) -> dict[str, tuple[int, int]]:
+    """Each take (held-out ones when there are) through the agent's spotter over room sound at the
+    chosen setting: was its word announced?"""
+    from ...voice.spotter import make_spotter
+
+    model = dataclasses.replace(model, settings=settings)
+    out: dict[str, tuple[int, int]] = {}
+    for word, take in tested:
+        spotter = make_spotter(model)
+        lead = (emb.warm_hops() + 2) * emb.HOP_SAMPLES
+        bed = _room_stretch(room, lead + len(take) + emb.SAMPLE_RATE_HZ * 2, rng)
+        bed[lead: lead + len(take)] += take
+        said = {c.label for hop in _hop_list(bed) if (c := spotter.push(hop)) is not None}
+        k, n = out.get(word, (0, 0))
+        out[word] = (k + (word in said), n + 1)
+    return out
+
+
+ANCHORS_PER_CLASS: Final = 24
+
+
+def add_enroll_block(model: Path, labels: Sequence[str], w: np.ndarray, b: np.ndarray, windows: np.ndarray,
+                     y: np.ndarray, seed: int = 0, per_class: int = ANCHORS_PER_CLASS) -> None:
+    """What ``train-voice`` writes into a head's manifest so enrollment never needs the training
+    data: the float last layer (``w``: classes x features) and, per class, ``per_class`` training
+    windows' features as the int8 model computes them (the anchors)."""
+    layer = head.read_last_layer(model)
+    rng = np.random.default_rng(seed)
+    picked = {c: rng.permutation(np.flatnonzero(y == i))[:per_class] for i, c in enumerate(labels)}
+    anchors = {c: np.round(layer.features(windows[idx]), 4).tolist() for c, idx in picked.items() if len(idx)}
+    mpath = manifest_path_for(model)
+    m = load_manifest(mpath)
+    write(dataclasses.replace(m, extra={**m.extra, ENROLL_KEY: enroll_block(w, b, anchors)}), mpath)
+
+
+def _base_anchors(base: Manifest) -> dict[str, Any] | None:
+    block = base.extra.get(ENROLL_KEY)
+    return block.get("anchors") if isinstance(block, dict) else None
+
+
+def _write_manifest(o: Options, base: Manifest, labels: Sequence[str], spec: emb.EmbeddingSpec,
+                    settings: RecognizerSettings, w: np.ndarray, b: np.ndarray, report: dict[str, Any]) -> Path:
     provenance = {
-        "tool": "edge-agent-convert enroll", "tool_version": __version__, "created": utc_now(),
-        "command": o.command, "dataset": str(o.data), "base_model": str(o.model),
-        "base_sha256": base_manifest.sha256, "recordings": {w: len(p) for w, p in words.items()},
-        "held_out": len(held), "measured_on": "testing_list.txt" if held else "the enrollment recordings (seen)",
-        "train_layers": o.train_layers, "copies": o.copies, "epochs": o.epochs, "lr": o.lr,
-        "replay": str(o.replay) if o.replay else None, "replay_clips": o.replay_clips if o.replay else 0,
-        "seed": o.seed, "fit_seconds": round(fit_s, 1), "keras_model": o.out.with_suffix(".keras").name,
-        "arch": base_manifest.provenance.get("arch"), "io_type": "int8",
+        "tool": "edge-agent-convert enroll", "tool_version": __version__, "command": o.command,
+        "dataset": str(o.data), "base_model": str(o.model), "base_sha256": base.sha256, "frontend": emb.NAME,
+        "method": "last layer re-fitted on LiteRT features (numpy), int8 at the layer's own scales",
+        "steps": o.steps, "pull": o.pull, "copies": DEFAULT_COPIES if o.copies is None else o.copies,
+        "seed": o.seed, **report,
+        "base_provenance": {k: base.provenance.get(k) for k in ("tool", "engines", "held_out_engines")
+                            if k in base.provenance},
     }
-    result = finish(model, spec, labels, calib, np.stack(x_test), np.asarray(y_test, np.int64), o.out, o.name,
-                    None, provenance, {"train_accuracy": round(float(history.history["accuracy"][-1]), 4)},
-                    base_settings)
-    settings, tuning = retune(o.out, [room_as_recorded(p, raw_spec) for p in room_files], spec, base_settings,
-                              o.max_fa_per_hour)
-    from ...manifest import load, write
-
-    m = load(manifest_path_for(o.out))
-    write(dataclasses.replace(m, extra={**m.extra, "recognizer": settings.to_json()},
-                              provenance={**m.provenance, "threshold_tuning": tuning}), manifest_path_for(o.out))
-    result["recognizer"] = settings.to_json()
-    result["threshold_tuning"] = tuning
-    result["seconds"] = round(time.monotonic() - t0, 1)
-    return result
-
-
-def format_text(result: dict[str, Any]) -> str:
-    m, t = result["metrics"], result["threshold_tuning"]
-    return (f"wrote {result['model_file']} and {result['manifest_file']} in {result['seconds']:.0f} s\n"
-            f"  {result['provenance']['measured_on']}: int8 {100 * (m['int8']['top1'] or 0):.1f} % of "
-            f"{m['int8']['n']} clips\n  threshold {t['threshold']} ({t['room_minutes']} min of room sound, at most "
-            f"{t['allowed_false_accepts']} false accepts)")
+    manifest = dataclasses.replace(
+        base, name=o.name or o.out.stem, sha256=sha256_file(o.out), model_file=o.out.name, provenance=provenance,
+        metrics={},
+        extra={**base.extra, "recognizer": settings.to_json(),
+               ENROLL_KEY: enroll_block(w, b, _base_anchors(base))})
+    del labels, spec
+    path = manifest_path_for(o.out)
+    write(manifest, path)
+    return path
