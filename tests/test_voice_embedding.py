@@ -18,28 +18,12 @@ from edge_agent.sources.wav import write_wav
 from edge_agent.voice import embedding as emb
 from edge_agent.voice.embedding import EmbeddingSpec, EmbeddingStream, FrontEnd
 from tests.helpers import assert_one_line_error, run_agent
-from tests.voice_helpers import VOICE_MODEL, tone_word
+from tests.voice_helpers import VOICE_MODEL, quiet, tone_word, window_with
 
 HEAD_LABELS = ("yes", "no", "on", "off", "stop", "_silence_", "_unknown_")
 # label → tone word (tests/voice_helpers.py): tones the embedding tells apart (>40 apart; above ~2 kHz
 # a pure tone sits next to the quiet floor in this front end)
 HEAD_WORDS = {"yes": "yes", "stop": "on", "_unknown_": "no"}
-QUIET = 0.003  # the noise floor of every test stream
-
-
-def quiet(n: int, seed: int) -> np.ndarray:
-    return (QUIET * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
-def window_with(word: str | None, spec: EmbeddingSpec, seed: int) -> np.ndarray:
-    """Audio for one head input from a cold stream, the tone word in the middle of what it covers."""
-    n = (emb.warm_hops() + spec.embeddings - 1) * emb.HOP_SAMPLES
-    x = quiet(n, seed)
-    if word is not None:
-        tone = tone_word(word)
-        start = n - spec.window_ms * 16 // 2 - len(tone) // 2
-        x[start: start + len(tone)] += tone
-    return x
 
 
 def build_head(path: Path) -> Path:
@@ -58,9 +42,9 @@ def build_head(path: Path) -> Path:
 
     spec = EmbeddingSpec()
     front = FrontEnd.load()
-    protos = {label: emb.embeddings(front, window_with(word, spec, 1)).mean(axis=0)
+    protos = {label: emb.embeddings(front, window_with(word, 1, spec)).mean(axis=0)
               for label, word in HEAD_WORDS.items()}
-    protos["_silence_"] = emb.embeddings(front, window_with(None, spec, 1)).mean(axis=0)
+    protos["_silence_"] = emb.embeddings(front, window_with(None, 1, spec)).mean(axis=0)
     keras = _tf.keras()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -78,7 +62,7 @@ def build_head(path: Path) -> Path:
             b[i] = -scale * float(p @ p) / 2
     b[[i for i, label in enumerate(HEAD_LABELS) if label not in protos]] = float(b.min()) - 20.0
     model.layers[1].set_weights([w, b])
-    calib = np.stack([emb.embeddings(front, window_with(word, spec, s))
+    calib = np.stack([emb.embeddings(front, window_with(word, s, spec))
                       for word in (None, "yes", "stop", "tree") for s in range(4)])
     _, int8_bytes, _ = convert(model, spec.shape, calib)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,29 +32,13 @@ from edge_agent.voice.embedding import EmbeddingSpec, FrontEnd
 from edge_agent.voice.recognizer import RecognizerSettings
 from tests.helpers import REPO, Broker, Subscriber, eventually, run_agent, running, start_agent
 from tests.test_voice_mic import voice_agent_on, wait_for_line
-from tests.voice_helpers import SINK_RATE_HZ, pulse_server, tone_word
+from tests.voice_helpers import QUIET, SINK_RATE_HZ, pulse_server, quiet, tone_word, window_with
 
 LABELS = ("yes", "no", "on", "off", "stop", "_silence_", "_unknown_")
 WORDS = {"yes": "yes"}  # label → tone word the head knows well
 HALF_KNOWN = "off"  # its tone scores 0.5 for "off" and 0.5 for "_unknown_": under the threshold, a near miss
 THRESHOLD = 0.6
-QUIET = 0.003
 RATE = emb.SAMPLE_RATE_HZ
-
-
-def quiet(n: int, seed: int) -> np.ndarray:
-    return (QUIET * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
-def window_with(word: str | None, seed: int) -> np.ndarray:
-    spec = EmbeddingSpec()
-    n = (emb.warm_hops() + spec.embeddings - 1) * emb.HOP_SAMPLES
-    x = quiet(n, seed)
-    if word is not None:
-        tone = tone_word(word)
-        start = n - spec.window_ms * 16 // 2 - len(tone) // 2
-        x[start: start + len(tone)] += tone
-    return x
 
 
 def build_half_head(path: Path) -> Path:

@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,3 +233,26 @@ def pulse_server(workdir: Path) -> Iterator[PulseServer]:
         yield server.start()
     finally:
         server.stop()
+
+
+QUIET = 0.003  # the noise floor of the embedding tests' streams
+
+
+def quiet(n: int, seed: int) -> np.ndarray:
+    """``n`` samples of a quiet noise floor."""
+    return (QUIET * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def window_with(word: str | None, seed: int, spec: Any = None) -> np.ndarray:
+    """Audio for one speech-embedding head input from a cold stream, the tone word (or nothing) in
+    the middle of what the head covers."""
+    from edge_agent.voice import embedding as emb
+
+    spec = spec if spec is not None else emb.EmbeddingSpec()
+    n = (emb.warm_hops() + spec.embeddings - 1) * emb.HOP_SAMPLES
+    x = quiet(n, seed)
+    if word is not None:
+        tone = tone_word(word)
+        start = n - spec.window_ms * 16 // 2 - len(tone) // 2
+        x[start: start + len(tone)] += tone
+    return x
