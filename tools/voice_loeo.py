@@ -41,7 +41,7 @@ from edge_agent.convert.voice.data import COMMANDS
 from edge_agent.sources.wav import read_wav
 from edge_agent.voice import embedding as emb
 from edge_agent.voice.embedding import EmbeddingSpec
-from edge_agent.voice.recognizer import Recognizer, RecognizerSettings
+from edge_agent.voice.recognizer import RecognizerSettings
 from edge_agent.voice.spotter import EmbeddingSpotter, KeywordSpotter, VoiceModel, load_voice_model
 
 ENGINES: Final = ("espeak", "mbrola", "pico", "rhvoice", "piper")
@@ -144,13 +144,10 @@ def posteriors(model: VoiceModel, stream: Stream) -> tuple[np.ndarray, np.ndarra
 
 def events(labels: Sequence[str], settings: RecognizerSettings, times: np.ndarray,
            scores: np.ndarray) -> list[tuple[str, float]]:
-    rec = Recognizer(labels, settings)
-    out = []
-    for t, s in zip(times, scores, strict=True):
-        ev = rec.update(s, float(t))
-        if ev is not None:
-            out.append((ev.label, ev.time_ms / 1000))
-    return out
+    """(command, seconds) of the recognizer's events: eval_voice's ``recognize``, in seconds."""
+    from tools import eval_voice
+
+    return [(label, ms / 1000) for label, ms in eval_voice.recognize(labels, settings, times, scores)]
 
 
 def score(evs: list[tuple[str, float]], marks: list[tuple[str, str, float, float, float]]) -> dict[str, Any]:
