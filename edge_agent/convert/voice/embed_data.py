@@ -7,7 +7,9 @@ window of :attr:`EmbeddingSpec.window_ms` (1.48 s by default) run through the ag
 :class:`~edge_agent.voice.embedding.EmbeddingStream` from a cold start, so the head learns exactly
 the vectors the agent computes:
 
-* a clip is placed at a random offset inside the window, over the noise floor; its augmented copy
+* a clip is placed at a random offset inside the window, over the noise floor, half the time right
+  after another word of the same voice (:data:`LEAD_PROBABILITY`: "a word or two of other speech"
+  before a command, as people say them and as ``tools/eval_voice.py`` measures); its augmented copy
   goes through :func:`~edge_agent.convert.voice.augment.apply` on the whole window (speed, room
   reverberation, background noise at 5-30 dB SNR, microphone response, AGC, gain);
 * running speech gives ``_unknown_`` windows: the stream's embeddings, every window of
@@ -44,6 +46,8 @@ RUNNING_DIR: Final = "_running_"
 RUNNING_STRIDE: Final = 3  # every third window of running speech (80 ms hops: a new window each 240 ms)
 SILENCE_PER_NOISE: Final = 60  # silence windows cut from each background noise file
 FLOOR_RMS: Final = 3e-4
+LEAD_PROBABILITY: Final = 0.5  # share of clips heard right after another word of the same voice
+LEAD_GAP_S: Final = (0.05, 0.4)  # silence between that word and the clip
 
 
 @dataclasses.dataclass
@@ -92,15 +96,22 @@ def window_samples(spec: EmbeddingSpec) -> int:
     return (emb.warm_hops() + spec.embeddings - 1) * emb.HOP_SAMPLES
 
 
-def place_in_window(clip: np.ndarray, spec: EmbeddingSpec, rng: np.random.Generator) -> np.ndarray:
+def place_in_window(clip: np.ndarray, spec: EmbeddingSpec, rng: np.random.Generator,
+                    lead: np.ndarray | None = None) -> np.ndarray:
     """The clip at a random offset within the audio the head's vectors cover (the last
-    :attr:`EmbeddingSpec.window_ms`), over a faint noise floor."""
+    :attr:`EmbeddingSpec.window_ms`), over a faint noise floor; ``lead`` (another word) ends a short
+    gap before it, cut where the window's audio begins."""
     n = window_samples(spec)
     covered = spec.window_ms * emb.SAMPLE_RATE_HZ // 1000
     out = rng.normal(0, FLOOR_RMS, n).astype(np.float32)
     clip = clip[:covered]
     start = int(rng.integers(n - covered, n - len(clip) + 1))
     out[start: start + len(clip)] += clip
+    if lead is not None and len(lead):
+        end = start - int(rng.uniform(*LEAD_GAP_S) * emb.SAMPLE_RATE_HZ)
+        if end > 0:
+            part = lead[max(0, len(lead) - end):]
+            out[end - len(part): end] += part
     return out
 
 
@@ -124,8 +135,18 @@ def load_noises(data: Path) -> list[np.ndarray]:
     return out
 
 
+def others_by_voice(rows: Sequence[dict[str, str]], commands: Sequence[str]) -> dict[tuple[str, str], list[str]]:
+    """Each (engine, voice)'s clips of words that are not commands: the words said before a clip."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        if r["path"].split("/", 1)[0] not in commands:
+            out.setdefault((r["engine"], r["voice"]), []).append(r["path"])
+    return out
+
+
 def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, copies: int = 1, seed: int = 0,
-          front: FrontEnd | None = None, limit: int | None = None, part: tuple[int, int] = (0, 1)) -> Examples:
+          front: FrontEnd | None = None, limit: int | None = None, part: tuple[int, int] = (0, 1),
+          lead: float = LEAD_PROBABILITY) -> Examples:
     """Every clip (and ``copies`` augmented copies), the running speech and silence, as features.
     ``part`` (i, n): only every n-th clip and running-speech file from the i-th (silence in part 0),
     so :func:`build_parallel` can spread the work; each part draws from its own seeded generator."""
@@ -134,15 +155,21 @@ def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, c
     i_part, n_parts = part
     rng = np.random.default_rng([seed, i_part])
     noises = load_noises(data)
-    rows = read_table(data)[:limit][i_part::n_parts]
+    table = read_table(data)[:limit]
+    rows = table[i_part::n_parts]
+    leads = others_by_voice(table, commands)
     xs: list[np.ndarray] = []
     meta: list[tuple[int, str, str, bool, str, str]] = []
     for i, row in enumerate(rows):
         x, _ = read_wav(data / row["path"])
         word = row["path"].split("/", 1)[0]
         label = labels.index(word) if word in commands else labels.index(UNKNOWN)
+        mine = leads.get((row["engine"], row["voice"]), [])
         for copy in range(1 + copies):
-            window = place_in_window(x, spec, rng)
+            before = None
+            if mine and rng.random() < lead:
+                before = read_wav(data / mine[int(rng.integers(len(mine)))])[0]
+            window = place_in_window(x, spec, rng, before)
             if copy:
                 window = aug.apply(window, aug.draw(rng), rng, noises)
             vectors = emb.embeddings(front, window)
@@ -176,34 +203,34 @@ def build(data: Path, spec: EmbeddingSpec, commands: Sequence[str] = COMMANDS, c
                     np.array(cols[2], str), np.array(cols[3], bool), np.array(cols[4], str), np.array(cols[5], str))
 
 
-def _build_part(args: tuple[Path, EmbeddingSpec, tuple[str, ...], int, int, int, int]) -> Examples:
-    data, spec, commands, copies, seed, i, n = args
-    return build(data, spec, commands, copies, seed, part=(i, n))
+def _build_part(args: tuple[Path, EmbeddingSpec, tuple[str, ...], int, int, int, int, float]) -> Examples:
+    data, spec, commands, copies, seed, i, n, lead = args
+    return build(data, spec, commands, copies, seed, part=(i, n), lead=lead)
 
 
 def build_parallel(data: Path, spec: EmbeddingSpec, commands: Sequence[str], copies: int, seed: int,
-                   jobs: int) -> Examples:
+                   jobs: int, lead: float = LEAD_PROBABILITY) -> Examples:
     """:func:`build` in ``jobs`` worker processes, the parts joined in order (the result depends on
     ``jobs``: each part has its own generator; the cache key records it)."""
     import multiprocessing
 
     if jobs <= 1:
-        return build(data, spec, commands, copies, seed)
-    work = [(data, spec, tuple(commands), copies, seed, i, jobs) for i in range(jobs)]
+        return build(data, spec, commands, copies, seed, lead=lead)
+    work = [(data, spec, tuple(commands), copies, seed, i, jobs, lead) for i in range(jobs)]
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         parts = pool.map(_build_part, work)
     return Examples(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Examples)))
 
 
 def cached(data: Path, spec: EmbeddingSpec, commands: Sequence[str], copies: int, seed: int,
-           cache: Path | None = None, jobs: int = 1) -> Examples:
+           cache: Path | None = None, jobs: int = 1, lead: float = LEAD_PROBABILITY) -> Examples:
     """:func:`build`, kept in ``cache`` (default DATA/_features/...) keyed by its parameters."""
-    key = f"emb{spec.embeddings}_c{copies}_s{seed}_j{jobs}_{'-'.join(commands)}"
+    key = f"emb{spec.embeddings}_c{copies}_s{seed}_j{jobs}_l{lead:g}_{'-'.join(commands)}"
     path = cache or data / "_features" / f"{key}.npz"
     if path.exists():
         logger.info("features from %s", path)
         return Examples.load(path)
-    ex = build_parallel(data, spec, commands, copies, seed, jobs)
+    ex = build_parallel(data, spec, commands, copies, seed, jobs, lead)
     ex.save(path)
     (path.with_suffix(".json")).write_text(json.dumps({"data": str(data), "key": key, "n": len(ex.y)}) + "\n")
     return ex
