@@ -547,6 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loeo", type=Path, metavar="OUT", help="leave-one-engine-out for a speech-embedding head "
                    "(tools/voice_loeo.py): train one head per engine left out into OUT, measure each on its engine")
     p.add_argument("--loeo-epochs", type=int, default=30)
+    p.add_argument("--loeo-copies", type=int, default=1, help="augmented copies of each clip (train-voice --copies)")
+    p.add_argument("--loeo-members", type=int, default=1, help="heads averaged in each model (train-voice --members)")
     p.add_argument("--loeo-jobs", type=int, default=1, help="processes computing the features (once; cached)")
     p.add_argument("--loeo-combine", action="store_true", help="with --loeo OUT: only combine the folds already "
                    "measured there (folds may run as separate processes, one --engines each)")
@@ -569,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for engine in engines:
             if not (a.loeo / f"fold-{engine}.json").exists() and not a.loeo_combine:
                 voice_loeo.fold(a.data, a.loeo, engine, a.model if a.model.exists() else None, a.loeo_epochs,
-                                jobs=a.loeo_jobs)
+                                copies=a.loeo_copies, jobs=a.loeo_jobs, members=a.loeo_members)
         result = voice_loeo.combine(a.loeo, engines)
         text = json.dumps(result, indent=2)
         (a.json or a.loeo / "loeo.json").write_text(text + "\n")

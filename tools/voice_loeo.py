@@ -210,16 +210,17 @@ def _save(path: Path, **arrays: Any) -> None:
 
 
 def fold(data: Path, out: Path, engine: str, old_model: Path | None, epochs: int, seed: int = 0,
-         copies: int = 1, jobs: int = 1) -> dict[str, Any]:
+         copies: int = 1, jobs: int = 1, members: int = 1) -> dict[str, Any]:
     """One engine left out: train (or reuse) its head, measure it on that engine; the posteriors are
     kept (``fold-E.npz``) so :func:`combine` can tune the threshold across folds."""
     spec = EmbeddingSpec()
     rows = embed_data.read_table(data)
     path = out / f"loeo-{engine}.tflite"
     o = embed_train.Options(data=data, out=path, hold_out_engines=(engine,), epochs=epochs, seed=seed,
-                            copies=copies, jobs=jobs,
+                            copies=copies, jobs=jobs, members=members,
                             command=f"edge-agent-convert train-voice --frontend speech_embedding "
-                            f"--data DATA --hold-out-engines {engine} --epochs {epochs}")
+                            f"--data DATA --hold-out-engines {engine} --epochs {epochs} --copies {copies} "
+                            f"--members {members}")
     embed_data.cached(data, spec, COMMANDS, copies, seed, jobs=jobs)
     trained = embed_train.train(o) if not path.with_suffix(".report.json").exists() else json.loads(
         path.with_suffix(".report.json").read_text())

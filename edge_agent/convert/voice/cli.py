@@ -47,6 +47,10 @@ def add_train_voice(sub: Any, common: Callable[[argparse.ArgumentParser], None])
     p.add_argument("--hold-out-engines", default="", help="speech_embedding: comma-separated engines left out of "
                    "training; their clips are the test set (leave-one-engine-out)")
     p.add_argument("--copies", type=int, default=1, help="speech_embedding: augmented copies of each clip")
+    p.add_argument("--members", type=int, default=1, help="speech_embedding: heads trained from other seeds, "
+                   "their logits averaged in one model (steadier on voices never heard; N times the training)")
+    p.add_argument("--head", choices=("mlp", "conv"), default="mlp", help="speech_embedding: the head's layers "
+                   "(mlp: two dense layers on the whole window; conv: convolutions over time, max-pooled)")
     p.add_argument("--jobs", type=int, default=1, help="speech_embedding: processes computing the features (cached "
                    "in DATA/_features, keyed by this too)")
     p.add_argument("--threshold", type=float, help="speech_embedding: the recognizer threshold to write "
@@ -68,7 +72,7 @@ def cmd_train_voice(a: argparse.Namespace, command: str) -> Result:
             width=a.width if a.width != 64 else embed_train.DEFAULT_WIDTH, copies=a.copies, seed=a.seed,
             unknown_weight=a.unknown_weight if a.unknown_weight != train.UNKNOWN_WEIGHT_SHARE
             else embed_train.UNKNOWN_SHARE, name=a.name, command=command, threshold=a.threshold,
-            jobs=a.jobs)
+            jobs=a.jobs, head=a.head, members=a.members)
         return embed_train.train(eo), embed_train.format_text
     o = train.Options(data=a.data, out=a.out, commands=a.commands, epochs=a.epochs, batch=a.batch, lr=a.lr,
                       width=a.width, blocks=a.blocks, seed=a.seed, unknown_weight=a.unknown_weight, name=a.name,
