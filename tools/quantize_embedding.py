@@ -30,8 +30,10 @@ calibration windows) by default; ``--mode dynamic`` / ``weight_only`` for the ot
 vectors on held-out speech (``_running_/eval``: fine for measuring, never for calibration):
 cosine similarity and relative error; (c) what the shipped head sees: ``models/voice_embedding.tflite``
 on the ``testing_list.txt`` clips, each in 1.5 s of quiet at three offsets, argmax agreement and
-top-1 accuracy with the float and with the int8 front end, and the share of windows of held-out
-running speech (no command in it) the head calls a command, with each.
+top-1 accuracy with the float and with the int8 front end; and on held-out running speech (no
+command in it), the share of windows the head calls a command and the agent's recognizer events
+(false accepts at the manifest's settings), with each. Figures and decision:
+models/speech_embedding/QUANTIZATION.md.
 
 The int8 file is a derivative of the Apache-2.0 model (see models/speech_embedding/QUANTIZATION.md);
 nothing here replaces the shipped ``embedding_model.tflite``. Not run by tests (minutes of CPU).
