@@ -389,7 +389,8 @@ def card(result: dict[str, Any], command: str) -> str:
                      f"{cur_text} |")
     if "shipped_thresholds" in result:
         lines += ["", "A threshold per command (the recognizer's `thresholds`), each fold at those picked on the other "
-                  "folds; shipped: " + ", ".join(f"{c} {t}" for c, t in result["shipped_thresholds"].items()), "",
+                  "folds; picked on all five folds: "
+                  + ", ".join(f"{c} {t}" for c, t in result["shipped_thresholds"].items()), "",
                   "| engine left out | recall | FA/h | yes / no / on / off / stop | babble 10 dB | room 0.6 s "
                   "| p90 latency | thresholds (yes no on off stop) |",
                   "|---|---:|---:|---|---:|---:|---:|---|"]
