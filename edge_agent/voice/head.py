@@ -110,6 +110,8 @@ def read_last_layer(path: Path, position: int = 1) -> LastLayer:
         raise ModelError(f"model {path}: no fully-connected or convolution layer to enroll")
     op = ops[-position]
     feat, wi, bi = (int(i) for i in op["inputs"][:3])
+    if bi < 0:  # the converter drops a bias that is all zeros: there are no bytes to rewrite
+        raise ModelError(f"model {path}: its layer has no bias tensor; cannot enroll this model without TensorFlow")
     details = {d["index"]: d for d in it.get_tensor_details()}
     w = it.get_tensor(wi)
     b = it.get_tensor(bi)

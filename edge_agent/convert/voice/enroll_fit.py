@@ -19,6 +19,7 @@ import numpy as np
 
 DEFAULT_STEPS: Final = 400
 DEFAULT_LR: Final = 0.03  # Adam, in the layers' own units (features of a few units, weights well under 1)
+INPUT_REACH: Final = 16.0  # sqrt(fan-in) x rms of the inputs up to which W1 takes the full rate (a head: 8 x ~1.4)
 
 
 def fit_two_layers(x: np.ndarray, y: np.ndarray, hidden: tuple[np.ndarray, np.ndarray],
@@ -41,6 +42,10 @@ def fit_two_layers(x: np.ndarray, y: np.ndarray, hidden: tuple[np.ndarray, np.nd
     start = [p.copy() for p in params]
     m1 = [np.zeros_like(p) for p in params]
     m2 = [np.zeros_like(p) for p in params]
+    # a step of W1 moves each hidden unit by about lr x fan-in^0.5 x |x|: for inputs wider or larger
+    # than a head's 64 pooled features of about 1 it is scaled down, or every unit dies at once
+    rates = [lr * min(1.0, INPUT_REACH / (np.sqrt(x.shape[1]) * max(float(np.sqrt(np.mean(x ** 2))), 1e-9))),
+             lr, lr, lr]
     loss = 0.0
     for step in range(1, steps + 1):
         a = x @ w1.T + b1
@@ -54,13 +59,13 @@ def fit_two_layers(x: np.ndarray, y: np.ndarray, hidden: tuple[np.ndarray, np.nd
         gh = (g @ w2) * ((a > 0) & (a < ceiling))
         grads = [gh.T @ x, gh.sum(axis=0), g.T @ h, g.sum(axis=0)]
         decay = 0.5 * (1 + np.cos(np.pi * (step - 1) / steps))
-        for param, grad, s0, m, v in zip(params, grads, start, m1, m2, strict=True):
+        for param, grad, s0, m, v, rate in zip(params, grads, start, m1, m2, rates, strict=True):
             grad = grad + 2 * pull * (param - s0)
             m *= 0.9
             m += 0.1 * grad
             v *= 0.999
             v += 0.001 * grad ** 2
-            param -= lr * decay * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+            param -= rate * decay * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
         if progress is not None and (step % max(1, steps // 5) == 0 or step == steps):
             progress(f"enroll: training step {step} of {steps}, cross-entropy {loss:.3f}")
     return (w1.astype(np.float32), b1.astype(np.float32), w2.astype(np.float32), b2.astype(np.float32), loss)
