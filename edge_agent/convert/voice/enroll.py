@@ -475,7 +475,7 @@ def _takes_heard(model: Any, settings: RecognizerSettings, tested: list[tuple[st
     out: dict[str, tuple[int, int]] = {}
     for word, take in tested:
         spotter = make_spotter(model)
-        lead = (emb.warm_hops() + 2) * emb.HOP_SAMPLES
+        lead = (emb.warm_hops() + model.spec.embeddings + 2) * emb.HOP_SAMPLES  # a full window before the word
         start, end = word_span(take)
         bed = _take_bed(room, lead + len(take) + emb.SAMPLE_RATE_HZ * 2, rng,
                         float(np.sqrt(np.mean(take[start:end] ** 2))))
