@@ -349,3 +349,63 @@ def test_a_command_marked_wrong_is_kept_and_counted_in_the_metrics(tmp_path: Pat
         rows = [r for r in csv.DictReader(f) if r["kind"] == "wrong"]
     assert [(r["label"], r["seq"], r["file"]) for r in rows] == [("yes", str(got[0]["seq"]),
                                                                   f"not_yes/{kept[0].name}")]
+
+
+def test_a_head_with_a_dense_layer_before_its_last_is_enrolled_in_both(tmp_path: Path) -> None:
+    """A head ending Dense + ReLU → Dense (as train-voice builds them): the manifest carries the
+    hidden layer's inputs for its anchors (int8 codes), enroll re-fits both layers in the int8
+    file, and the word the head did not know ("off", its takes) is heard after."""
+    import warnings
+
+    from edge_agent.convert import _tf
+    from edge_agent.convert.voice.enroll import add_enroll_block
+    from edge_agent.convert.voice.model import convert
+    from edge_agent.voice.head import read_last_layer
+
+    spec = EmbeddingSpec()
+    front = FrontEnd.load()
+    keras = _tf.keras()
+    keras.utils.set_random_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inp = keras.Input((*spec.shape, 1))
+        x = keras.layers.Flatten()(inp)
+        x = keras.layers.Dense(16, activation="relu")(x)
+        model = keras.Model(inp, keras.layers.Dense(len(LABELS), activation="softmax")(x), name="two_dense")
+    rng = np.random.default_rng(3)
+    for layer in model.layers[-2:]:  # trained layers have biases (a bias of zeros is not stored at all)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    words = [(w, s) for w in (None, "yes", "no", "tree") for s in range(3)]
+    windows = np.stack([emb.embeddings(front, window_with(w, s)) for w, s in words])
+    _, int8_bytes, _ = convert(model, spec.shape, windows)
+    path = tmp_path / "two.tflite"
+    path.write_bytes(int8_bytes)
+    manifest_mod.write(manifest_mod.Manifest(
+        name="two", task="voice", labels=LABELS, sha256=manifest_mod.sha256_file(path), model_file=path.name,
+        audio={k: v for k, v in spec.to_json().items() if k != "kind"}, provenance={}, metrics={},
+        extra={"recognizer": RecognizerSettings(stride_ms=80, average_window_ms=240, threshold=0.6, min_count=2,
+                                                suppression_ms=2000).to_json()},
+        output=manifest_mod.OUTPUT_LOGITS), manifest_mod.manifest_path_for(path))
+    y = np.array([LABELS.index("_silence_" if w is None else w if w in LABELS else "_unknown_") for w, _ in words])
+    kernel, bias = model.layers[-1].get_weights()
+    add_enroll_block(path, LABELS, kernel.T, bias, windows, y)
+    block = json.loads(manifest_mod.manifest_path_for(path).read_text())["enroll"]
+    assert "anchors" not in block and sorted(block["hidden_anchors"]["rows"]) == ["_silence_", "_unknown_", "no", "yes"]
+
+    folder = tmp_path / "me"
+    (folder / "off").mkdir(parents=True)
+    for i in range(3):
+        write_wav(folder / "off" / f"take_{i}.wav", np.concatenate([quiet(4000, i), tone_word("off"), quiet(4000, 9)]),
+                  RATE)
+    (folder / "_background_noise_").mkdir()
+    write_wav(folder / "_background_noise_" / "room.wav", quiet(20 * RATE, 3), RATE)
+    out = tmp_path / "mine.tflite"
+    result = convert_cli("enroll", "--model", str(path), "--data", str(folder), "--out", str(out), "--no-reversed")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "off: 3 of 3 of your takes heard" in result.stdout, result.stdout + result.stderr[-2000:]
+    for position in (1, 2):  # both layers rewritten, full int8
+        before, after = read_last_layer(path, position), read_last_layer(out, position)
+        assert after.weights_q.dtype == np.int8 and not np.array_equal(before.weights_q, after.weights_q)
+    m = json.loads(manifest_mod.manifest_path_for(out).read_text())
+    assert m["enroll"]["hidden_anchors"] == block["hidden_anchors"] and "two layers" in m["provenance"]["method"]

@@ -1,11 +1,12 @@
 """The head's last layer, read from and written back into a full-int8 ``.tflite``, without TensorFlow.
 
-Enrollment re-fits only the head's last weighted layer (a ``FULLY_CONNECTED``, or a ``CONV_2D``
-whose kernel covers its whole input: the same linear map), so it runs on a Pi that has LiteRT and
-numpy and nothing else. Three steps, each checked:
+Enrollment re-fits the head's last weighted layer (a ``FULLY_CONNECTED``, or a ``CONV_2D``
+whose kernel covers its whole input: the same linear map) and, where a dense ReLU layer feeds it
+(:func:`read_hidden_layer`), that one too, so it runs on a Pi that has LiteRT and numpy and
+nothing else. Three steps, each checked:
 
-* :func:`read_last_layer`: which op it is, its int8 weights, int32 bias and their scales, and the
-  tensor that feeds it (the *features*).
+* :func:`read_last_layer`: which op it is, its int8 weights, int32 bias and their scales, the
+  tensor that feeds it (the *features*) and what its int8 output can hold.
 * :meth:`LastLayer.features`: the features the int8 model itself computes for each input, read
   from an interpreter that keeps every tensor (no delegate, so nothing is fused away).
 * :func:`patch`: new float weights quantized at new per-channel scales (max |w| / 127, as the
@@ -47,6 +48,9 @@ class LastLayer:
     feature_scale: float
     feature_zero: int
     bias_scales: np.ndarray
+    position: int = 1  # 1: the last weighted layer, 2: the one before it
+    output_index: int = -1
+    output_range: tuple[float, float] = (-np.inf, np.inf)  # what its int8 output can hold (a fused ReLU: 0..max)
 
     @property
     def classes(self) -> int:
@@ -97,14 +101,17 @@ def _interpreter(path: Path, preserve: bool = False) -> Any:
     return it
 
 
-def read_last_layer(path: Path) -> LastLayer:
-    """The last FULLY_CONNECTED / CONV_2D op of the int8 model at ``path``; one line if there is none."""
+def read_last_layer(path: Path, position: int = 1) -> LastLayer:
+    """The last FULLY_CONNECTED / CONV_2D op of the int8 model at ``path`` (``position`` 2: the one
+    before it); one line if there is none."""
     it = _interpreter(path)
     ops = [op for op in it._get_ops_details() if op["op_name"] in LAYER_OPS]
-    if not ops:
+    if len(ops) < position:
         raise ModelError(f"model {path}: no fully-connected or convolution layer to enroll")
-    op = ops[-1]
+    op = ops[-position]
     feat, wi, bi = (int(i) for i in op["inputs"][:3])
+    if bi < 0:  # the converter drops a bias that is all zeros: there are no bytes to rewrite
+        raise ModelError(f"model {path}: its layer has no bias tensor; cannot enroll this model without TensorFlow")
     details = {d["index"]: d for d in it.get_tensor_details()}
     w = it.get_tensor(wi)
     b = it.get_tensor(bi)
@@ -117,9 +124,28 @@ def read_last_layer(path: Path) -> LastLayer:
         if tuple(w.shape[1:]) != tuple(shape[1:]):
             raise ModelError(f"model {path}: its last convolution does not cover its whole input; cannot enroll")
     scales = details[wi]["quantization_parameters"]["scales"]
+    out = int(op["outputs"][0])
+    oq = details[out]["quantization_parameters"]
+    o_scale, o_zero = (float(oq["scales"][0]), int(oq["zero_points"][0])) if len(oq["scales"]) else (0.0, 0)
+    o_range = ((-128 - o_zero) * o_scale, (127 - o_zero) * o_scale) if o_scale else (-np.inf, np.inf)
     return LastLayer(path, op["op_name"], feat, w.copy(), b.copy(), np.asarray(scales, np.float32),
                      float(fq["scales"][0]), int(fq["zero_points"][0]),
-                     np.asarray(details[bi]["quantization_parameters"]["scales"], np.float32))
+                     np.asarray(details[bi]["quantization_parameters"]["scales"], np.float32), position, out,
+                     (float(o_range[0]), float(o_range[1])))
+
+
+def read_hidden_layer(path: Path, last: LastLayer) -> LastLayer | None:
+    """The fully-connected layer that feeds ``last`` directly, through a ReLU (its int8 output holds
+    nothing below 0), so both can be re-fitted as one small network; None when the model has no such
+    layer (a head whose last layer reads the input, or a convolution)."""
+    try:
+        hidden = read_last_layer(path, position=2)
+    except ModelError:
+        return None
+    if (hidden.op != "FULLY_CONNECTED" or last.op != "FULLY_CONNECTED" or hidden.output_index != last.features_index
+            or abs(hidden.output_range[0]) > 1e-9 * max(1.0, hidden.output_range[1])):
+        return None
+    return hidden
 
 
 def new_scales(layer: LastLayer, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -149,12 +175,25 @@ def _replace_once(data: bytearray, old: bytes, new: bytes, what: str, path: Path
     data[at: at + len(old)] = new
 
 
-def patch(layer: LastLayer, w: np.ndarray, b: np.ndarray, out: Path) -> None:
-    """Write the model with (W, b) in its last layer to ``out``: int8 weights at new per-channel
-    scales (the weights' and the bias's scale vectors rewritten too), read back and checked."""
+def patch(layer: LastLayer, w: np.ndarray, b: np.ndarray, out: Path,
+          more: tuple[tuple[LastLayer, np.ndarray, np.ndarray], ...] = ()) -> None:
+    """Write the model with (W, b) in its last layer (and each of ``more``: (layer, W, b) of the same
+    model) to ``out``: int8 weights at new per-channel scales (the weights' and the bias's scale
+    vectors rewritten too), read back and checked."""
+    data = bytearray(layer.path.read_bytes())
+    checks = [_patch_bytes(data, x, xw, xb) for x, xw, xb in ((layer, w, b), *more)]
+    out.write_bytes(bytes(data))
+    for x, (wq, bq, scales) in zip((layer, *(m[0] for m in more)), checks, strict=True):
+        check = read_last_layer(out, x.position)
+        if not (np.array_equal(check.weights_q, wq) and np.array_equal(check.bias_q, bq)
+                and np.allclose(check.weight_scales, scales)):
+            raise ModelError(f"model {out}: the patched layer did not read back; nothing enrolled")
+
+
+def _patch_bytes(data: bytearray, layer: LastLayer, w: np.ndarray,
+                 b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scales = new_scales(layer, w, b)
     wq, bq = quantize(layer, w, b, scales)
-    data = bytearray(layer.path.read_bytes())
     _replace_once(data, layer.weights_q.tobytes(), wq.tobytes(), "weights", layer.path)
     _replace_once(data, layer.bias_q.astype("<i4").tobytes(), bq.astype("<i4").tobytes(), "bias", layer.path)
     _replace_once(data, layer.weight_scales.astype("<f4").tobytes(), scales.astype("<f4").tobytes(),
@@ -163,8 +202,4 @@ def patch(layer: LastLayer, w: np.ndarray, b: np.ndarray, out: Path) -> None:
     if layer.bias_scales.size == bias_scales.size:
         _replace_once(data, layer.bias_scales.astype("<f4").tobytes(), bias_scales.tobytes(), "bias scales",
                       layer.path)
-    out.write_bytes(bytes(data))
-    check = read_last_layer(out)
-    if not (np.array_equal(check.weights_q, wq) and np.array_equal(check.bias_q, bq)
-            and np.allclose(check.weight_scales, scales)):
-        raise ModelError(f"model {out}: the patched last layer did not read back; nothing enrolled")
+    return wq, bq, scales

@@ -81,7 +81,7 @@ def cmd_train_voice(a: argparse.Namespace, command: str) -> Result:
 
 
 def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    from . import enroll
+    from . import enroll, enroll_fit
 
     p = sub.add_parser("enroll", help="your own recordings + room sound → the voice model fine-tuned for you",
                        description="Adapt a keyword model to your voice and room: 3-10 recordings per command (a "
@@ -98,13 +98,15 @@ def add_enroll(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     p.add_argument("--takes", type=int, default=5, help="--mic: recordings of each command")
     p.add_argument("--commands", type=_commands, default=(), help="--mic: record only these commands (comma-"
                    "separated; default: every command of the model)")
-    p.add_argument("--pull", type=float, default=enroll.DEFAULT_PULL, help="speech embedding: how strongly the "
-                   "head is held to the shipped one (higher: less change, other voices kept)")
+    p.add_argument("--pull", type=float, help="speech embedding: how strongly the "
+                   "head is held to the shipped one (higher: less change; default "
+                   f"{enroll.DEFAULT_PULL} for the last layer alone, 0 for two layers: the anchors hold them)")
     p.add_argument("--no-reversed", dest="reversed_negatives", action="store_false",
                    help="speech embedding: do not use the takes played backwards as negatives")
     p.add_argument("--room-seconds", type=float, default=enroll.DEFAULT_ROOM_SECONDS,
                    help="--mic: seconds of room sound to record first")
-    p.add_argument("--steps", type=int, default=enroll.DEFAULT_STEPS, help="speech embedding: training steps")
+    p.add_argument("--steps", type=int, help="speech embedding: training steps (default "
+                   f"{enroll_fit.DEFAULT_STEPS} for a head with two dense layers, else {enroll.DEFAULT_STEPS})")
     p.add_argument("--epochs", type=int, default=enroll.DEFAULT_EPOCHS, help="log-mel models: epochs")
     p.add_argument("--lr", type=float, default=enroll.DEFAULT_LR, help="log-mel models")
     p.add_argument("--train-layers", type=int, default=enroll.DEFAULT_TRAIN_LAYERS,
