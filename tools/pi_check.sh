@@ -2,9 +2,12 @@
 # Check the project as a Raspberry Pi user gets it, without a Pi: an emulated Debian arm64 root
 # (qemu-user) per suite, the install from docs/PI.md (the wheel, binary wheels only), then the
 # demo, doctor, install-service --dry-run --root, a voice WAV and both sample videos, and every
-# frame's prediction compared with this machine's. Writes build/pi/<suite>/report.md (and
+# frame's prediction compared with this machine's; both voice models (the default log-mel one and
+# the speech-embedding one) on that WAV and on a longer one, single-threaded and timed, here and
+# in the root: CPU seconds per second of audio. Writes build/pi/<suite>/report.md (and
 # build/pi/report.md for all suites). Not part of CI: it needs root, qemu-user and the network,
-# and takes minutes (a new root ~5 min, the pip install under emulation a few more).
+# and takes minutes (a new root ~5-7 min, the pip install under emulation a few more, the timed
+# voice runs ~7 CPU minutes under emulation, most of it the speech-embedding model).
 #
 #   sudo tools/pi_check.sh                    # bookworm and trixie
 #   sudo tools/pi_check.sh trixie             # one suite
@@ -12,10 +15,11 @@
 #   PI_CHECK_FRESH=1 sudo tools/pi_check.sh   # rebuild the roots instead of reusing them
 #   (roots: $PI_CHECK_ROOTS, default /var/tmp/edge-agent-pi_check/<suite>-arm64, ~0.6 GB each)
 #
-# Needs (Debian/Ubuntu host): apt install mmdebstrap qemu-user-static binfmt-support, and the
+# Needs (Debian/Ubuntu host): apt install mmdebstrap arch-test qemu-user-static binfmt-support, and the
 # binfmt_misc file system (mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc in a
 # privileged container) with qemu-aarch64 registered (the package does that when it is mounted).
-# The host side runs the checkout's .venv (pip install -e . first).
+# The host side runs the checkout's code (PYTHONPATH) with the checkout's .venv (pip install -e .
+# first), or the interpreter named by PYTHON=.../bin/python.
 #
 # Emulation facts this script depends on (issue 17):
 # - qemu-user passes the host's x86 /proc/cpuinfo into the guest and LiteRT's CPU probe crashes
@@ -43,10 +47,16 @@ APT_PACKAGES=(python3-venv libportaudio2 mosquitto-clients)
 VENV=/opt/edge-agent/venv
 # every frame published, every class's score: the comparison needs all of them
 ALL_FRAMES=(--threshold 0 --no-on-change --max-rate 0 --metrics-interval 0)
+# the voice models compared and timed: the default (log-mel) and the speech-embedding one
+VOICE_MODELS=(voice voice_embedding)
+# the timed WAV is the voice WAV this many times over: long enough that the audio, not the start
+# (imports, model loading: seconds under emulation), is most of the CPU time
+LONG_REPEAT=8
 
 die() { echo "pi_check: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root (mmdebstrap, mount, chroot)"
 command -v mmdebstrap >/dev/null || die "no mmdebstrap: apt install mmdebstrap"
+command -v arch-test >/dev/null || die "no arch-test (mmdebstrap needs it for a foreign architecture): apt install arch-test"
 [ -x /usr/bin/qemu-aarch64-static ] || die "no qemu-aarch64-static: apt install qemu-user-static binfmt-support"
 [ -e /proc/sys/fs/binfmt_misc/status ] || die "binfmt_misc is not mounted: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc"
 grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null \
@@ -65,8 +75,9 @@ rm -rf "$HOST" && mkdir -p "$HOST/wheel"
 "$HOST_PY" -m pip wheel -q --no-deps -w "$HOST/wheel" "$REPO" >/dev/null
 WHEEL=$(ls "$HOST/wheel"/edge_agent-*.whl)
 echo "wheel: $(basename "$WHEEL") sha256 $(sha256sum "$WHEEL" | cut -c1-12)"
-"$HOST_PY" - "$HOST/voice.wav" <<'EOF'
-# "yes", "no", "stop", "go" from espeak-ng with a second of silence around each (16 kHz mono)
+"$HOST_PY" - "$HOST/voice.wav" "$HOST/voice-long.wav" "$LONG_REPEAT" <<'EOF'
+# "yes", "no", "stop", "go" from espeak-ng with a second of silence around each (16 kHz mono),
+# and the same LONG_REPEAT times over for the timed runs
 import sys
 import numpy as np
 sys.path.insert(0, ".")
@@ -77,12 +88,17 @@ gap = np.zeros(SAMPLE_RATE_HZ, np.float32)
 parts = [gap]
 for word in ("yes", "no", "stop", "go"):
     parts += [0.5 * gen.synth(word, "en-us"), gap]
-write_wav(__import__("pathlib").Path(sys.argv[1]), np.concatenate(parts), SAMPLE_RATE_HZ)
+audio = np.concatenate(parts)
+write_wav(__import__("pathlib").Path(sys.argv[1]), audio, SAMPLE_RATE_HZ)
+write_wav(__import__("pathlib").Path(sys.argv[2]), np.tile(audio, int(sys.argv[3])), SAMPLE_RATE_HZ)
 EOF
 labels() { "$HOST_PY" -c "import json, sys; print(len(json.load(open(sys.argv[1]))['labels']))" "$1"; }
+# every agent run is timed: bash's `time` writes "cpu_s USER SYS" (the process's CPU seconds) as
+# the last line of its .err (pi_report.py reads it)
 host_run() {  # name, agent args...
   local name=$1; shift
-  (cd "$HOST" && "$HOST_AGENT" --sink stdout "$@" >"$HOST/$name.jsonl" 2>"$HOST/$name.err") \
+  (cd "$HOST" && export PYTHONPATH="$REPO" && TIMEFORMAT='cpu_s %3U %3S' \
+    && { time "$HOST_AGENT" --sink stdout "$@" >"$HOST/$name.jsonl"; } 2>"$HOST/$name.err") \
     || { echo "host run $name failed:"; tail -5 "$HOST/$name.err"; exit 1; }
 }
 # the host runs the very models and videos the wheel carries (the checkout may change meanwhile)
@@ -92,7 +108,12 @@ for task in waste road; do
   host_run "$task" --task "$task" --model "$SHIPPED/models/$task.tflite" --source "$SHIPPED/samples/$task.mp4" \
     "${ALL_FRAMES[@]}" --top-k "$(labels "$SHIPPED/models/$task.json")" --threads 1
 done
-host_run voice --task voice --model "$SHIPPED/models/voice.tflite" --source "$HOST/voice.wav" --metrics-interval 0
+for model in "${VOICE_MODELS[@]}"; do
+  for wav in voice voice-long; do
+    host_run "$model${wav#voice}" --task voice --model "$SHIPPED/models/$model.tflite" --source "$HOST/$wav.wav" \
+      --metrics-interval 0 --threads 1
+  done
+done
 
 # a broker on this machine for doctor's connect check (the chroot shares the network)
 BROKER_PORT=$("$HOST_PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
@@ -151,7 +172,7 @@ for suite in "${SUITES[@]}"; do
   cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca.crt"
   cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
   rm -rf "$ROOT/tmp/pi_check" && mkdir -p "$ROOT/tmp/pi_check/empty"
-  cp "$WHEEL" "$HOST/voice.wav" "$ROOT/tmp/pi_check/"
+  cp "$WHEEL" "$HOST/voice.wav" "$HOST/voice-long.wav" "$ROOT/tmp/pi_check/"
   printf '[mqtt]\nhost = "127.0.0.1"\nport = %s\n' "$BROKER_PORT" >"$ROOT/tmp/pi_check/doctor.toml"
   mount_in -t proc proc "$ROOT/proc"
   mount_in --bind "$OUT/cpuinfo" "$ROOT/proc/cpuinfo"
@@ -189,8 +210,16 @@ for suite in "${SUITES[@]}"; do
     in_root "$VENV/bin/edge-agent --sink stdout --task $task --source $SHARE/samples/$task.mp4 ${ALL_FRAMES[*]} \
       --top-k $(labels "$SHIPPED/models/$task.json") --threads 1" >"$OUT/$task.jsonl" 2>"$OUT/$task.err"; echo "$task exit $?" >>"$OUT/exit.txt"
   done
-  in_root "$VENV/bin/edge-agent --sink stdout --task voice --source /tmp/pi_check/voice.wav --metrics-interval 0" \
-    >"$OUT/voice.jsonl" 2>"$OUT/voice.err"; echo "voice exit $?" >>"$OUT/exit.txt"
+  # the voice models, timed as on the host; the default one by --task alone, as a user runs it
+  for model in "${VOICE_MODELS[@]}"; do
+    if [ "$model" = voice ]; then pick=""; else pick="--model $SHARE/models/$model.tflite"; fi
+    for wav in voice voice-long; do
+      name=$model${wav#voice}
+      in_root "TIMEFORMAT='cpu_s %3U %3S'; time $VENV/bin/edge-agent --sink stdout --task voice $pick \
+        --source /tmp/pi_check/$wav.wav --metrics-interval 0 --threads 1" \
+        >"$OUT/$name.jsonl" 2>"$OUT/$name.err"; echo "$name exit $?" >>"$OUT/exit.txt"
+    done
+  done
   set -e
   unmount_all
   cat "$OUT/exit.txt"

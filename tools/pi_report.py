@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The report of tools/pi_check.sh for one suite: what ran in the emulated arm64 root, and its
-predictions against this machine's, frame by frame (and keyword by keyword for the voice WAV).
+predictions against this machine's, frame by frame (and keyword by keyword for the voice WAV),
+and the CPU seconds each voice model takes per second of audio, here and under emulation.
 
     python tools/pi_report.py build/pi/host build/pi/trixie trixie cortex-a72
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,78 @@ def sha(ms: list[dict[str, Any]]) -> str:
     return ", ".join(sorted({m["model"]["sha256"] for m in ms})) or "none"
 
 
+# the voice models pi_check.sh runs (the file names of its runs), and what the report calls them
+VOICE_MODELS = {"voice": "log-mel (default, voice.tflite)",
+                "voice_embedding": "speech embedding (voice_embedding.tflite)"}
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def cpu_s(err: Path) -> float | None:
+    """The process's CPU seconds (user + system) from the last line bash's ``time`` wrote
+    (``cpu_s USER SYS``); None when the run did not get that far."""
+    lines = err.read_text(errors="replace").splitlines() if err.exists() else []
+    parts = lines[-1].split() if lines else []
+    if len(parts) != 3 or parts[0] != "cpu_s":
+        return None
+    return float(parts[1]) + float(parts[2])
+
+
+def per_audio_s(folder: Path, model: str, short_s: float, long_s: float) -> tuple[float | None, float | None]:
+    """(CPU s per s of audio of the whole process on the long WAV, and the same with the start
+    taken out: the difference between the long and the short run over the difference in audio)."""
+    short, long = cpu_s(folder / f"{model}.err"), cpu_s(folder / f"{model}-long.err")
+    whole = long / long_s if long is not None else None
+    marginal = (long - short) / (long_s - short_s) if long is not None and short is not None else None
+    return whole, marginal
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None or b <= 0 else f"{a / b:.1f}x"
+
+
+def voice_section(host: Path, out: Path, exits: dict[str, str]) -> list[str]:
+    """Both voice models: the commands on the voice WAV (and on the long one) here and there,
+    and the CPU per second of audio of single-threaded runs."""
+    short_s, long_s = wav_seconds(host / "voice.wav"), wav_seconds(host / "voice-long.wav")
+    lines = [f"- voice, both models, `--threads 1`, on the voice WAV ({short_s:.2f} s; espeak-ng: yes, no, stop, "
+             f"and go, which is not a command) and on it {long_s / short_s:.0f} times over ({long_s:.1f} s):"]
+    table = ["", "| model | commands on the voice WAV (arm64) | host vs arm64 | "
+                 "host x86 CPU s per s of audio (whole process / start taken out) | "
+                 "emulated arm64 CPU s per s of audio (whole / start out) |", "|---|---|---|---|---|"]
+    figures: dict[str, tuple[float | None, ...]] = {}
+    for model, name in VOICE_MODELS.items():
+        commands = [m.get("command") for m in messages(out / f"{model}.jsonl")]
+        verdicts = []
+        for run in (model, f"{model}-long"):
+            hv, gv = messages(host / f"{run}.jsonl"), messages(out / f"{run}.jsonl")
+            hc, gc = [m.get("command") for m in hv], [m.get("command") for m in gv]
+            diff = max((abs(float(a["score"]) - float(b["score"])) for a, b in zip(hv, gv, strict=False)),
+                       default=0.0)
+            same = "same" if hc == gc else f"DIFFERENT (host {hc}, arm64 {gc})"
+            verdicts.append(f"{'long' if run.endswith('-long') else 'short'}: exit {exits.get(run, '?')}, "
+                            f"{len(gc)} commands, {same}, max score difference {diff:.4f}")
+        h_whole, h_marg = per_audio_s(host, model, short_s, long_s)
+        g_whole, g_marg = per_audio_s(out, model, short_s, long_s)
+        figures[model] = (h_whole, h_marg, g_whole, g_marg)
+        table.append(f"| {name} | {commands} | {'; '.join(verdicts)} | {fmt(h_whole)} / {fmt(h_marg)} | "
+                     f"{fmt(g_whole)} / {fmt(g_marg)} |")
+    emb, mel = figures["voice_embedding"], figures["voice"]
+    table += ["", f"Embedding / log-mel, CPU per second of audio (start taken out): host x86 "
+                  f"{ratio(emb[1], mel[1])}, emulated arm64 {ratio(emb[3], mel[3])} (whole process: "
+                  f"{ratio(emb[0], mel[0])} / {ratio(emb[2], mel[2])}). Emulated CPU time is qemu-user "
+                  "translating arm64 code on this x86 machine, not a Pi's speed: the ratio between the two "
+                  "models is the informative number there.", ""]
+    return lines + table
+
+
 def report(host: Path, out: Path, suite: str, cpu: str) -> str:
     exits = dict(line.rsplit(" exit ", 1) for line in (out / "exit.txt").read_text().splitlines())
     lines = [f"## {suite} arm64 (qemu-user, QEMU_CPU={cpu})", ""]
@@ -68,13 +142,7 @@ def report(host: Path, out: Path, suite: str, cpu: str) -> str:
         lines.append(f"- {task} sample video, frame by frame: exit {exits[task]}, {len(g)} frames here, {len(h)} on "
                      f"the host (model {sha(g)} / {sha(h)}); labels equal {same}/{n}; "
                      f"max score difference {worst:.4f}{where}")
-    hv, gv = messages(host / "voice.jsonl"), messages(out / "voice.jsonl")
-    hc, gc = [m.get("command") for m in hv], [m.get("command") for m in gv]
-    diff = max((abs(float(a["score"]) - float(b["score"])) for a, b in zip(hv, gv, strict=False)), default=0.0)
-    verdict = "the same commands in the same order" if hc == gc else f"DIFFERENT (host: {hc})"
-    lines.append(f"- voice WAV (espeak-ng: yes, no, stop, and go, which is not a command): exit {exits['voice']}, "
-                 f"commands {gc}: {verdict}; "
-                 f"max score difference {diff:.4f}")
+    lines += voice_section(host, out, exits)
     return "\n".join(lines) + "\n"
 
 
