@@ -279,21 +279,12 @@ def fit_last_layer(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray,
     lr, bias_lr = lr * spread, BIAS_LR * spread
     loss = 0.0
     for step in range(1, steps + 1):
-        z = fs @ w.T + b
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        loss = float(-(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum())
-        g = (p - onehot) * sw[:, None]
+        loss, g = enroll_fit.cross_entropy(fs @ w.T + b, y, onehot, sw)
         gw = g.T @ fs + 2 * pull * (w - w_init)
         gb = g.sum(axis=0) + 2 * pull * (b - b_init)
         decay = 0.5 * (1 + np.cos(np.pi * (step - 1) / steps))  # cosine: settles instead of wandering
         for param, grad, m, v, rate in ((w, gw, mw, vw, lr), (b, gb, mb, vb, bias_lr)):
-            m *= 0.9
-            m += 0.1 * grad
-            v *= 0.999
-            v += 0.001 * grad ** 2
-            param -= rate * decay * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+            enroll_fit.adam_step(param, grad, m, v, rate * decay, step)
         if progress is not None and (step % max(1, steps // 5) == 0 or step == steps):
             progress(f"enroll: training step {step} of {steps}, cross-entropy {loss:.3f}")
     w_out = w / sd

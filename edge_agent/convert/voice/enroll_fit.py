@@ -22,6 +22,25 @@ DEFAULT_LR: Final = 0.03  # Adam, in the layers' own units (features of a few un
 INPUT_REACH: Final = 16.0  # sqrt(fan-in) x rms of the inputs up to which W1 takes the full rate (a head: 8 x ~1.4)
 
 
+def cross_entropy(z: np.ndarray, y: np.ndarray, onehot: np.ndarray, sw: np.ndarray) -> tuple[float, np.ndarray]:
+    """The weighted softmax cross-entropy of logits ``z`` (n, classes) and its gradient by the logits."""
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    loss = float(-(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum())
+    return loss, (p - onehot) * sw[:, None]
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, rate: float, step: int) -> None:
+    """One Adam update in place (moments 0.9 / 0.999, bias-corrected): the enrollment fits' optimiser,
+    written out in numpy because the Pi has no TensorFlow."""
+    m *= 0.9
+    m += 0.1 * grad
+    v *= 0.999
+    v += 0.001 * grad ** 2
+    param -= rate * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+
+
 def fit_two_layers(x: np.ndarray, y: np.ndarray, hidden: tuple[np.ndarray, np.ndarray],
                    last: tuple[np.ndarray, np.ndarray], ceiling: float, steps: int = DEFAULT_STEPS,
                    lr: float = DEFAULT_LR, pull: float = 0.0, class_share: np.ndarray | None = None,
@@ -50,22 +69,12 @@ def fit_two_layers(x: np.ndarray, y: np.ndarray, hidden: tuple[np.ndarray, np.nd
     for step in range(1, steps + 1):
         a = x @ w1.T + b1
         h = np.clip(a, 0.0, ceiling)
-        z = h @ w2.T + b2
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        loss = float(-(sw * np.log(p[np.arange(len(y)), y] + 1e-12)).sum())
-        g = (p - onehot) * sw[:, None]
+        loss, g = cross_entropy(h @ w2.T + b2, y, onehot, sw)
         gh = (g @ w2) * ((a > 0) & (a < ceiling))
         grads = [gh.T @ x, gh.sum(axis=0), g.T @ h, g.sum(axis=0)]
         decay = 0.5 * (1 + np.cos(np.pi * (step - 1) / steps))
         for param, grad, s0, m, v, rate in zip(params, grads, start, m1, m2, rates, strict=True):
-            grad = grad + 2 * pull * (param - s0)
-            m *= 0.9
-            m += 0.1 * grad
-            v *= 0.999
-            v += 0.001 * grad ** 2
-            param -= rate * decay * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+            adam_step(param, grad + 2 * pull * (param - s0), m, v, rate * decay, step)
         if progress is not None and (step % max(1, steps // 5) == 0 or step == steps):
             progress(f"enroll: training step {step} of {steps}, cross-entropy {loss:.3f}")
     return (w1.astype(np.float32), b1.astype(np.float32), w2.astype(np.float32), b2.astype(np.float32), loss)
