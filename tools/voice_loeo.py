@@ -67,11 +67,9 @@ class Stream:
 
 
 def word_end(clip: np.ndarray) -> float:
-    """Seconds into the clip where the word ends: the last 10 ms frame above a third of the loudest."""
-    frames = clip[: len(clip) // 160 * 160].reshape(-1, 160)
-    rms = np.sqrt(np.mean(frames**2, axis=1))
-    loud = np.flatnonzero(rms > rms.max() / 3)
-    return (int(loud[-1]) + 1) * 0.01 if len(loud) else len(clip) / emb.SAMPLE_RATE_HZ
+    """Seconds into the clip where the word ends: the last 10 ms frame above a third of the loudest
+    (the trainer's :func:`~edge_agent.convert.voice.embed_data.speech_span`)."""
+    return embed_data.speech_span(clip)[1] / emb.SAMPLE_RATE_HZ
 
 
 def command_stream(data: Path, rows: list[dict[str, str]], engine: str, seed: int) -> Stream:

@@ -12,6 +12,11 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
+def _float_int8_table(what: str) -> list[str]:
+    """The held-out section's heading and the head of its float32 / int8 table."""
+    return [f"## Held-out test sources ({what})", "", "| | float32 | int8 |", "|---|---:|---:|"]
+
+
 def markdown(r: Mapping[str, Any]) -> str:
     p, m, inp, g = r["provenance"], r["metrics"], r["input"], r["graph"]
     chans = ", ".join(f"`{c['name']}`" + (f" ({c['unit']})" if c["unit"] else "") for c in inp["channels"])
@@ -54,10 +59,7 @@ def markdown(r: Mapping[str, Any]) -> str:
     if r.get("anomaly"):
         f, q = m["float"], m["int8"]
         lines += [
-            f"## Held-out test sources ({q['n']} windows, {q['anomalous']} anomalous)",
-            "",
-            "| | float32 | int8 |",
-            "|---|---:|---:|",
+            *_float_int8_table(f"{q['n']} windows, {q['anomalous']} anomalous"),
             f"| ROC AUC | {f['roc_auc']} | {q['roc_auc']} |",
             f"| threshold (the percentile of normal validation error) | {f['threshold']:.4g} | {q['threshold']:.4g} |",
             f"| recall at the threshold | {_pct(f['recall'])} | {_pct(q['recall'])} |",
@@ -72,10 +74,7 @@ def markdown(r: Mapping[str, Any]) -> str:
     else:
         f, q = m["float"], m["int8"]
         lines += [
-            f"## Held-out test sources ({q['n']} windows)",
-            "",
-            "| | float32 | int8 |",
-            "|---|---:|---:|",
+            *_float_int8_table(f"{q['n']} windows"),
             f"| top-1 | {_pct(f['top1'])} | {_pct(q['top1'])} |",
         ]
         for name in r["labels"]:

@@ -115,13 +115,19 @@ def place_in_window(clip: np.ndarray, spec: EmbeddingSpec, rng: np.random.Genera
     out = rng.normal(0, FLOOR_RMS, n).astype(np.float32)
     clip = clip[:covered]
     start = int(rng.integers(n - covered, n - len(clip) + 1))
-    out[start: start + len(clip)] += clip
+    add_at(out, clip, start)
     if lead is not None and len(lead):
         end = start - int(rng.uniform(*LEAD_GAP_S) * emb.SAMPLE_RATE_HZ)
         if end > 0:
-            part = lead[max(0, len(lead) - end):]
-            out[end - len(part): end] += part
+            add_at(out, lead, end - len(lead))
     return out
+
+
+def add_at(out: np.ndarray, x: np.ndarray, start: int) -> None:
+    """``x`` added into ``out`` from sample ``start`` on (which may lie before 0), cut at both ends."""
+    a, b = max(0, start), min(len(out), start + len(x))
+    if b > a:
+        out[a:b] += x[a - start: b - start]
 
 
 def speech_span(x: np.ndarray) -> tuple[int, int]:
@@ -165,12 +171,8 @@ def followed_window(clip: np.ndarray, follower: np.ndarray, spec: EmbeddingSpec,
     follower = follower[max(0, f_start - 160):]
     next_at = n - int(rng.uniform(*FOLLOW_SEEN_S) * rate)
     word_end = next_at - int(rng.uniform(*FOLLOW_GAP_S) * rate)
-    start = word_end - end  # where the clip's first sample goes (before the window: cut)
-    a, b = max(0, start), min(n, start + len(clip))
-    if b > a:
-        out[a:b] += clip[a - start: b - start]
-    tail = follower[: n - next_at]
-    out[next_at: next_at + len(tail)] += tail
+    add_at(out, clip, word_end - end)  # the clip's head may fall before the window: cut
+    add_at(out, follower, next_at)
     return out
 
 

@@ -142,13 +142,13 @@ def train_head(ex: embed_data.Examples, labels: Sequence[str], spec: EmbeddingSp
 
     keras = _tf.keras()
     members = []
+    steps = o.epochs * int(np.ceil(len(ex.y) / o.batch))
+    weights = class_weights(ex.y, labels, o.unknown_weight)
     for k in range(o.members):
         keras.utils.set_random_seed(o.seed + 100 * k)
         model = build_head(keras, spec.shape, len(labels), o.width, o.head)
-        steps = o.epochs * int(np.ceil(len(ex.y) / o.batch))
         model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(o.lr, steps)),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        weights = class_weights(ex.y, labels, o.unknown_weight)
         model.fit(ex.x[..., None], ex.y, batch_size=o.batch, epochs=o.epochs, shuffle=True, class_weight=weights,
                   verbose=0)
         members.append(model)
